@@ -1,0 +1,605 @@
+"""Train BAGAN-GP: the supervised autoencoder first, then the GAN (paper Sec. 3.2 and 4).
+
+    python bagan_train.py                              # embedded digits set, about 10 minutes on 2 cores
+    python bagan_train.py --dataset cells --data-dir data/cells
+    python bagan_train.py --resume train_results/<run>
+    python bagan_train.py --generate train_results/<run> --per-class 500 --to generated/
+
+Everything a run produces goes into its run folder (see README.md); config.json there is enough to
+rebuild the dataset split and the networks.
+"""
+import argparse
+import csv
+import datetime
+import json
+import math
+import os
+import platform
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+PAPER_DEFAULTS = dict(image_size=64, batch_size=128, latent_dim=128, learning_rate=2e-4,
+                      beta_1=0.5, beta_2=0.9, train_ratio=5, gp_weight=10.0)
+# Epochs of the paper's Sec. 4 (cells 100, Fashion-MNIST 15, CIFAR-10 30); the autoencoder's are ours.
+DATASET_DEFAULTS = {
+    "digits": dict(image_size=32, batch_size=64, epochs=40, ae_epochs=30),
+    "fashion_mnist": dict(epochs=15, ae_epochs=10),
+    "cifar10": dict(epochs=30, ae_epochs=10),
+    "cells": dict(epochs=100, ae_epochs=30),
+}
+FOLDER_DEFAULTS = dict(epochs=100, ae_epochs=30)
+GRID_ROWS = 8
+
+
+class UsageError(Exception):
+    """A bad flag or run folder: reported in one line before any work is done."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line and configuration
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description="Train BAGAN-GP (supervised autoencoder, then the GAN) and write a run folder.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", default="digits",
+                   help="digits (embedded), fashion_mnist, cifar10, cells, or a folder of class subfolders")
+    p.add_argument("--data-dir", default=None, help="where the dataset's files are")
+    p.add_argument("--imbalanced", action="store_true", help="use the paper's imbalanced protocol")
+    p.add_argument("--image-size", type=int, help="32, 64 or 128 (paper: 64; digits: 32)")
+    p.add_argument("--batch-size", type=int, help="paper: 128 (digits: 64)")
+    p.add_argument("--latent-dim", type=int, help="paper: 128")
+    p.add_argument("--learning-rate", type=float, help="Adam learning rate, paper: 2e-4")
+    p.add_argument("--beta-1", type=float, help="Adam beta_1, paper: 0.5")
+    p.add_argument("--beta-2", type=float, help="Adam beta_2, paper: 0.9")
+    p.add_argument("--train-ratio", type=int, help="critic steps per generator step, paper: 5")
+    p.add_argument("--gp-weight", type=float, help="gradient penalty weight lambda, paper: 10")
+    p.add_argument("--epochs", type=int, help="GAN epochs (default depends on the dataset)")
+    p.add_argument("--ae-epochs", type=int, help="autoencoder epochs (default depends on the dataset)")
+    p.add_argument("--steps-per-epoch", type=int, help="cap on generator steps per epoch (smoke runs)")
+    p.add_argument("--variant", choices=["v1", "v2", "v3"], default="v3",
+                   help="v1: real labels for fakes; v2: balanced labels; v3: v2 + supervised autoencoder")
+    p.add_argument("--critic-init", choices=["none", "encoder"], default="none",
+                   help="initialise the critic's convolutions from the pretrained encoder")
+    p.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32",
+                   help="Keras dtype policy; losses and the penalty's norm stay float32")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--out", default=None, help="run folder (default train_results/<dataset>-<variant>-<time>)")
+    p.add_argument("--keep-checkpoints", type=int, default=2, help="how many epoch checkpoints to keep")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--generate", metavar="RUN_DIR", help="write generated images of RUN_DIR's generator")
+    p.add_argument("--per-class", type=int, default=100, help="with --generate: images per class")
+    p.add_argument("--to", metavar="FOLDER", help="with --generate: output folder (class subfolders)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary at the end")
+    p.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="Keras progress output")
+    return p.parse_args(argv)
+
+
+def build_config(args):
+    """Flags -> the full run configuration, with paper and dataset defaults filled in."""
+    from datasets import DATASET_NAMES
+    if args.dataset not in DATASET_NAMES and not os.path.isdir(args.dataset):
+        raise UsageError(f"unknown dataset {args.dataset!r}: use one of {', '.join(DATASET_NAMES)} "
+                         "or a folder of class subfolders")
+    config = dict(PAPER_DEFAULTS)
+    config.update(DATASET_DEFAULTS.get(args.dataset, FOLDER_DEFAULTS))
+    for key in list(PAPER_DEFAULTS) + ["epochs", "ae_epochs"]:
+        if getattr(args, key) is not None:
+            config[key] = getattr(args, key)
+    config.update(dataset=args.dataset, data_dir=args.data_dir, imbalanced=args.imbalanced,
+                  variant=args.variant, critic_init=args.critic_init, precision=args.precision,
+                  seed=args.seed, steps_per_epoch=args.steps_per_epoch,
+                  keep_checkpoints=args.keep_checkpoints)
+    validate_config(config)
+    return config
+
+
+def validate_config(config):
+    from autoencoder import SUPPORTED_IMAGE_SIZES
+    if config["image_size"] not in SUPPORTED_IMAGE_SIZES:
+        raise UsageError(f"image size {config['image_size']} is not supported: use one of "
+                         f"{', '.join(map(str, SUPPORTED_IMAGE_SIZES))}")
+    if config["train_ratio"] < 1:
+        raise UsageError(f"train ratio must be at least 1, got {config['train_ratio']}")
+    for key in ("batch_size", "latent_dim", "epochs"):
+        if config[key] < 1:
+            raise UsageError(f"{key.replace('_', '-')} must be at least 1, got {config[key]}")
+    if config["ae_epochs"] < 0:
+        raise UsageError(f"ae-epochs must be at least 0, got {config['ae_epochs']}")
+    if config["steps_per_epoch"] is not None and config["steps_per_epoch"] < 1:
+        raise UsageError("steps-per-epoch must be at least 1")
+
+
+def library_versions():
+    import keras
+    import tensorflow as tf
+    return dict(python=platform.python_version(), tensorflow=tf.__version__,
+                keras=keras.__version__, numpy=np.__version__)
+
+
+def new_run_dir(config):
+    name = os.path.basename(os.path.normpath(config["dataset"]))
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return os.path.join("train_results", f"{name}-{config['variant']}-{stamp}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Files: atomic writes, images, GIF
+
+
+def atomic_write(path, write):
+    """Write through `write(tmp_path)` and rename, so a killed process never leaves half a file."""
+    directory, base = os.path.split(path)
+    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{base}")
+    write(tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_json(path, data):
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2)
+    atomic_write(path, write)
+
+
+def save_model(model, path):
+    atomic_write(path, model.save)
+
+
+def image_grid(rows):
+    """rows: list of uint8 arrays (n, H, W, C) of equal n -> one uint8 (rows*H, n*W, C) picture."""
+    pad = 2
+    n, h, w, c = rows[0].shape
+    grid = np.full((len(rows) * (h + pad) + pad, n * (w + pad) + pad, c), 255, np.uint8)
+    for r, images in enumerate(rows):
+        for col, image in enumerate(images):
+            y, x = pad + r * (h + pad), pad + col * (w + pad)
+            grid[y:y + h, x:x + w] = image
+    return grid
+
+
+def save_png(path, image):
+    from PIL import Image
+    image = image[..., 0] if image.shape[-1] == 1 else image
+    atomic_write(path, lambda tmp: Image.fromarray(image).save(tmp, format="PNG"))
+
+
+def assemble_gif(samples_dir, gif_path, duration=0.4):
+    """progress.gif: one frame per samples/epoch_NNN.png, in epoch order."""
+    import imageio.v2 as imageio
+    frames = sorted(f for f in os.listdir(samples_dir) if f.startswith("epoch_") and f.endswith(".png"))
+    if not frames:
+        return
+    images = [imageio.imread(os.path.join(samples_dir, f)) for f in frames]
+    atomic_write(gif_path, lambda tmp: imageio.mimsave(tmp, images, format="GIF",
+                                                       duration=duration, loop=0))
+
+
+# ---------------------------------------------------------------------------------------------
+# Callbacks: everything that is not the equations
+
+
+def make_callbacks():
+    """Callback classes, defined once Keras is imported."""
+    import keras
+
+    class HistoryCSV(keras.callbacks.Callback):
+        """Appends one row per epoch (phase, epoch, losses) to history.csv and redraws losses.png."""
+
+        def __init__(self, run_dir, phase):
+            super().__init__()
+            self.path = os.path.join(run_dir, "history.csv")
+            self.plot_path = os.path.join(run_dir, "losses.png")
+            self.phase = phase
+
+        def on_epoch_end(self, epoch, logs=None):
+            if getattr(self.model, "nan_step", None) is not None:
+                return
+            rows = read_history(self.path)
+            rows.append(dict(phase=self.phase, epoch=epoch + 1,
+                             **{k: float(v) for k, v in (logs or {}).items()}))
+            write_history(self.path, rows)
+            plot_losses(rows, self.plot_path)
+
+    class StopOnNaN(keras.callbacks.Callback):
+        """Stops at the first non-finite loss and remembers the step; nothing is saved after it."""
+
+        def __init__(self, steps_per_epoch):
+            super().__init__()
+            self.steps_per_epoch = steps_per_epoch
+            self.epoch = 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            bad = [k for k, v in (logs or {}).items() if not math.isfinite(float(v))]
+            if bad:
+                self.model.nan_step = self.epoch * self.steps_per_epoch + batch + 1
+                self.model.nan_losses = bad
+                self.model.stop_training = True
+
+    class SampleGrid(keras.callbacks.Callback):
+        """samples/epoch_NNN.png in the layout of Eq. (16): a row of real images, then one row per
+        fixed noise vector, one column per class; one batched generator call per epoch."""
+
+        def __init__(self, run_dir, real_row, noise):
+            super().__init__()
+            self.dir = os.path.join(run_dir, "samples")
+            os.makedirs(self.dir, exist_ok=True)
+            self.real_row = real_row
+            self.noise = noise
+
+        def on_epoch_end(self, epoch, logs=None):
+            if getattr(self.model, "nan_step", None) is not None:
+                return
+            rows = generate_grid_rows(self.model.generator, self.noise, len(self.real_row))
+            save_png(os.path.join(self.dir, f"epoch_{epoch + 1:03d}.png"),
+                     image_grid([self.real_row] + rows))
+
+    class Checkpoint(keras.callbacks.Callback):
+        """Full training state after every good epoch (atomic), keeping the newest `keep`."""
+
+        def __init__(self, run_dir, keep):
+            super().__init__()
+            self.dir = os.path.join(run_dir, "checkpoints")
+            os.makedirs(self.dir, exist_ok=True)
+            self.keep = keep
+
+        def on_epoch_end(self, epoch, logs=None):
+            if getattr(self.model, "nan_step", None) is not None:
+                return
+            save_checkpoint(self.model, os.path.join(self.dir, f"epoch_{epoch + 1:03d}.npz"), epoch + 1)
+            for old in list_checkpoints(self.dir)[:-self.keep]:
+                os.remove(old)
+
+    return HistoryCSV, StopOnNaN, SampleGrid, Checkpoint
+
+
+HISTORY_FIELDS = ["phase", "epoch", "loss", "val_loss", "d_loss", "g_loss", "gp",
+                  "d_real", "d_fake", "d_wrong"]
+
+
+def read_history(path):
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        return [{k: v for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+
+
+def write_history(path, rows):
+    def write(tmp):
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+    atomic_write(path, write)
+
+
+def plot_losses(rows, path):
+    """losses.png: autoencoder train/test MAE and the GAN's losses per epoch."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (ax_ae, ax_gan) = plt.subplots(1, 2, figsize=(11, 4))
+    for phase, ax, keys in (("autoencoder", ax_ae, ["loss", "val_loss"]),
+                            ("gan", ax_gan, ["d_loss", "g_loss", "d_real", "d_fake", "d_wrong", "gp"])):
+        phase_rows = [r for r in rows if r["phase"] == phase]
+        for key in keys:
+            points = [(int(r["epoch"]), float(r[key])) for r in phase_rows if key in r]
+            if points:
+                ax.plot(*zip(*points), label={"loss": "train MAE", "val_loss": "test MAE"}.get(key, key))
+        ax.set_title({"autoencoder": "autoencoder reconstruction", "gan": "BAGAN-GP"}[phase])
+        ax.set_xlabel("epoch")
+        if ax.lines:
+            ax.legend()
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=80))
+    plt.close(fig)
+
+
+def generate_grid_rows(generator, noise, num_classes):
+    """G(z_r, c) for every fixed noise vector r and class c, in one batched call (Eq. 16)."""
+    from datasets import to_uint8
+    rows = len(noise)
+    z = np.repeat(noise, num_classes, axis=0)
+    labels = np.tile(np.arange(num_classes, dtype=np.int32), rows)
+    images = to_uint8(generator.predict_on_batch([z, labels]))
+    return list(images.reshape((rows, num_classes) + images.shape[1:]))
+
+
+def reconstruction_figure(path, autoencoder, data, supervised, per_class=6):
+    """reconstruction.png: for each class a row of real test images and one of reconstructions."""
+    from datasets import to_model_range, to_uint8
+    rows = []
+    for c in range(data.num_classes):
+        pool = data.x_test[data.y_test == c]
+        if len(pool) == 0:
+            pool = data.x_train[data.y_train == c]
+        real = pool[:per_class]
+        if len(real) < per_class:
+            real = np.concatenate([real, np.zeros((per_class - len(real),) + real.shape[1:], np.uint8)])
+        inputs = to_model_range(real)
+        if supervised:
+            inputs = [inputs, np.full(per_class, c, np.int32)]
+        rows += [real, to_uint8(autoencoder.predict_on_batch(inputs))]
+    save_png(path, image_grid(rows))
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def training_state(model):
+    """Every variable needed to continue exactly: networks, optimizers, the noise generator."""
+    return (model.generator.variables + model.critic.variables + model.d_optimizer.variables
+            + model.g_optimizer.variables + [model.seed_generator.state])
+
+
+def save_checkpoint(model, path, epoch):
+    arrays = {f"v{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(training_state(model))}
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            np.savez(f, epoch=np.int64(epoch), **arrays)
+    atomic_write(path, write)
+
+
+def load_checkpoint(model, path):
+    """Restore a checkpoint into a compiled model; returns the number of finished epochs."""
+    model.d_optimizer.build(model.critic.trainable_variables)
+    model.g_optimizer.build(model.generator.trainable_variables)
+    variables = training_state(model)
+    with np.load(path) as data:
+        keys = sorted(k for k in data.files if k.startswith("v"))
+        if len(keys) != len(variables):
+            raise UsageError(f"checkpoint {path} does not match this configuration "
+                             f"({len(keys)} arrays, {len(variables)} variables)")
+        for key, variable in zip(keys, variables):
+            variable.assign(data[key])
+        return int(data["epoch"])
+
+
+def list_checkpoints(directory):
+    if not os.path.isdir(directory):
+        return []
+    return sorted(os.path.join(directory, f) for f in os.listdir(directory)
+                  if f.startswith("epoch_") and f.endswith(".npz"))
+
+
+# ---------------------------------------------------------------------------------------------
+# The two phases
+
+
+def set_precision(config):
+    import keras
+    import tensorflow as tf
+    keras.mixed_precision.set_global_policy(config["precision"])
+    # Grappler's remapper trips over the critic's double backward pass (a logged, harmless error).
+    tf.config.optimizer.set_experimental_options({"remapping": False})
+
+
+def train_autoencoder(config, data, run_dir, verbose):
+    """Phase 1: the (supervised, for v3) autoencoder; saves encoder/embedding/decoder .keras."""
+    from autoencoder import (build_decoder, build_embedding, build_encoder, build_supervised_autoencoder,
+                             build_unsupervised_autoencoder, compile_autoencoder)
+    from bagan_gp import VARIANTS
+    from datasets import make_tf_dataset
+    HistoryCSV, *_ = make_callbacks()
+
+    supervised = VARIANTS[config["variant"]]["supervised_autoencoder"]
+    shape = data.x_train.shape[1:]
+    encoder = build_encoder(shape, config["latent_dim"])
+    decoder = build_decoder(shape, config["latent_dim"])
+    embedding = build_embedding(data.num_classes, config["latent_dim"])
+    if supervised:
+        autoencoder = build_supervised_autoencoder(encoder, embedding, decoder)
+    else:
+        autoencoder = build_unsupervised_autoencoder(encoder, decoder)
+    compile_autoencoder(autoencoder, config["learning_rate"], config["beta_1"], config["beta_2"])
+
+    def pairs(x, y, shuffle):
+        """((image, label) or image, image) batches: the autoencoder's input and its target."""
+        ds = make_tf_dataset(x, y, config["batch_size"], shuffle=shuffle, seed=config["seed"], repeat=True,
+                             steps_per_epoch=math.ceil(len(x) / config["batch_size"]))
+        return ds.map(lambda im, lab: (((im, lab) if supervised else im), im))
+
+    if config["ae_epochs"] > 0:
+        print(f"[autoencoder] {'supervised' if supervised else 'unsupervised'}, "
+              f"{config['ae_epochs']} epochs on {len(data.x_train)} images", flush=True)
+        autoencoder.fit(pairs(data.x_train, data.y_train, True), epochs=config["ae_epochs"],
+                        steps_per_epoch=math.ceil(len(data.x_train) / config["batch_size"]),
+                        validation_data=pairs(data.x_test, data.y_test, False),
+                        validation_steps=math.ceil(len(data.x_test) / config["batch_size"]),
+                        callbacks=[HistoryCSV(run_dir, "autoencoder")], shuffle=False, verbose=verbose)
+    reconstruction_figure(os.path.join(run_dir, "reconstruction.png"), autoencoder, data, supervised)
+    for model in (encoder, embedding, decoder):
+        save_model(model, os.path.join(run_dir, f"{model.name}.keras"))
+    return encoder, embedding, decoder
+
+
+def load_autoencoder(run_dir):
+    import keras
+    return [keras.models.load_model(os.path.join(run_dir, f"{name}.keras"))
+            for name in ("encoder", "embedding", "decoder")]
+
+
+def build_bagan(config, data, encoder, embedding, decoder):
+    """Phase 2 models: generator from (embedding, decoder), critic fresh or from the encoder."""
+    import keras
+    from autoencoder import build_embedding
+    from bagan_gp import BAGANGP, VARIANTS, build_critic, build_generator
+    variant = VARIANTS[config["variant"]]
+    if not variant["supervised_autoencoder"]:
+        embedding = build_embedding(data.num_classes, config["latent_dim"])
+    generator = build_generator(embedding, decoder)
+    critic = build_critic(data.x_train.shape[1:], data.num_classes,
+                          encoder=encoder if config["critic_init"] == "encoder" else None)
+    model = BAGANGP(generator, critic, data.num_classes, latent_dim=config["latent_dim"],
+                    train_ratio=config["train_ratio"], gp_weight=config["gp_weight"],
+                    balanced_labels=variant["balanced_labels"],
+                    wrong_label_term=variant["wrong_label_term"], seed=config["seed"])
+
+    def adam():
+        return keras.optimizers.Adam(config["learning_rate"], beta_1=config["beta_1"], beta_2=config["beta_2"])
+    model.compile(d_optimizer=adam(), g_optimizer=adam())
+    return model
+
+
+def steps_per_epoch(config, data):
+    steps = len(data.x_train) // config["batch_size"]
+    if config["steps_per_epoch"]:
+        steps = min(steps, config["steps_per_epoch"])
+    return steps
+
+
+def train_gan(config, data, run_dir, model, first_epoch, verbose):
+    """Phase 2: BAGAN-GP with Keras fit; returns the step at which a loss became NaN, or None."""
+    import keras
+    from datasets import make_tf_dataset
+    HistoryCSV, StopOnNaN, SampleGrid, Checkpoint = make_callbacks()
+    steps = steps_per_epoch(config, data)
+    real_row = np.stack([data.x_train[data.y_train == c][0] for c in range(data.num_classes)])
+    noise = np.random.default_rng(config["seed"]).standard_normal((GRID_ROWS, config["latent_dim"]))
+    callbacks = [
+        StopOnNaN(steps),
+        HistoryCSV(run_dir, "gan"),
+        SampleGrid(run_dir, real_row, noise.astype(np.float32)),
+        Checkpoint(run_dir, config["keep_checkpoints"]),
+        keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), update_freq="epoch"),
+    ]
+    model.nan_step = None
+    print(f"[bagan-gp] {config['variant']}, epochs {first_epoch + 1}..{config['epochs']}, "
+          f"{steps} generator steps per epoch, train ratio {config['train_ratio']}", flush=True)
+    batches = make_tf_dataset(data.x_train, data.y_train, config["batch_size"], seed=config["seed"],
+                              drop_remainder=True, repeat=True, first_epoch=first_epoch, steps_per_epoch=steps)
+    model.fit(batches, epochs=config["epochs"], initial_epoch=first_epoch, steps_per_epoch=steps,
+              callbacks=callbacks, shuffle=False, verbose=verbose)
+    return model.nan_step
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+
+
+def train(args):
+    if args.resume:
+        run_dir = args.resume
+        config_path = os.path.join(run_dir, "config.json")
+        if not os.path.isfile(config_path):
+            raise UsageError(f"{run_dir} is not a run folder (no config.json)")
+        with open(config_path) as f:
+            config = json.load(f)
+        if args.epochs is not None:
+            config["epochs"] = args.epochs
+        validate_config(config)
+    else:
+        config = build_config(args)
+        run_dir = args.out or new_run_dir(config)
+        if os.path.exists(os.path.join(run_dir, "config.json")):
+            raise UsageError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
+
+    from datasets import load_dataset
+    import keras
+    data = load_dataset(config["dataset"], data_dir=config["data_dir"], image_size=config["image_size"],
+                        imbalanced=config["imbalanced"], seed=config["seed"])
+    if len(data.x_train) < config["batch_size"]:
+        raise UsageError(f"batch size {config['batch_size']} is larger than the training split "
+                         f"({len(data.x_train)} images)")
+    os.makedirs(run_dir, exist_ok=True)
+    config.update(class_names=list(data.class_names), channels=data.channels,
+                  train_counts=data.train_counts(), test_counts=data.test_counts(),
+                  versions=library_versions())
+    save_json(os.path.join(run_dir, "config.json"), config)
+    print(f"run folder: {run_dir}", flush=True)
+
+    keras.utils.set_random_seed(config["seed"])
+    set_precision(config)
+    started = time.time()
+    checkpoints = list_checkpoints(os.path.join(run_dir, "checkpoints"))
+    if all(os.path.exists(os.path.join(run_dir, f"{n}.keras")) for n in ("encoder", "embedding", "decoder")):
+        print("[autoencoder] already trained in this run folder; loading it", flush=True)
+        encoder, embedding, decoder = load_autoencoder(run_dir)
+    else:
+        encoder, embedding, decoder = train_autoencoder(config, data, run_dir, args.verbose)
+    model = build_bagan(config, data, encoder, embedding, decoder)
+    first_epoch = load_checkpoint(model, checkpoints[-1]) if checkpoints else 0
+    if checkpoints:
+        print(f"[bagan-gp] resuming from {checkpoints[-1]} (epoch {first_epoch})", flush=True)
+
+    nan_step = None
+    if first_epoch < config["epochs"]:
+        nan_step = train_gan(config, data, run_dir, model, first_epoch, args.verbose)
+    assemble_gif(os.path.join(run_dir, "samples"), os.path.join(run_dir, "progress.gif"))
+    if nan_step is not None:
+        last = list_checkpoints(os.path.join(run_dir, "checkpoints"))
+        keep = f"the last good checkpoint is {last[-1]}" if last else "no checkpoint was written"
+        print(f"error: a non-finite loss ({', '.join(model.nan_losses)}) at generator step {nan_step}; "
+              f"training stopped, {keep}", file=sys.stderr)
+        return 1
+    save_model(model.generator, os.path.join(run_dir, "generator.keras"))
+    save_model(model.critic, os.path.join(run_dir, "critic.keras"))
+    summary = dict(run_dir=run_dir, epochs=config["epochs"], seconds=round(time.time() - started, 1),
+                   last=read_history(os.path.join(run_dir, "history.csv"))[-1:])
+    print(json.dumps(summary) if args.json else f"done in {summary['seconds']} s: {run_dir}")
+    return 0
+
+
+def generate(args):
+    """--generate: N images per class from a run's generator, as PNG in class subfolders."""
+    if not args.to:
+        raise UsageError("--generate needs --to FOLDER")
+    if args.per_class < 1:
+        raise UsageError("--per-class must be at least 1")
+    config_path = os.path.join(args.generate, "config.json")
+    generator_path = os.path.join(args.generate, "generator.keras")
+    for path in (config_path, generator_path):
+        if not os.path.isfile(path):
+            raise UsageError(f"{args.generate} has no {os.path.basename(path)}: is it a finished run folder?")
+    with open(config_path) as f:
+        config = json.load(f)
+    import keras
+    from datasets import to_uint8
+    generator = keras.models.load_model(generator_path)
+    rng = np.random.default_rng(args.seed)
+    written = {}
+    for c, name in enumerate(config["class_names"]):
+        folder = os.path.join(args.to, str(name).replace(os.sep, "-"))
+        os.makedirs(folder, exist_ok=True)
+        for start in range(0, args.per_class, 256):
+            n = min(256, args.per_class - start)
+            z = rng.standard_normal((n, config["latent_dim"])).astype(np.float32)
+            images = to_uint8(generator.predict_on_batch([z, np.full(n, c, np.int32)]))
+            for i, image in enumerate(images):
+                save_png(os.path.join(folder, f"generated_{start + i:05d}.png"), image)
+        written[name] = args.per_class
+        print(f"{name}: {args.per_class} images -> {folder}", flush=True)
+    if args.json:
+        print(json.dumps(dict(folder=args.to, per_class=written)))
+    return 0
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        return generate(args) if args.generate else train(args)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        from datasets import DatasetError
+        if isinstance(e, DatasetError):
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Digits quality check: does a classifier trained on real digits recognise the generated ones?
+
+    python benchmarks/quality_digits.py train_results/<digits run> [--per-class 200] [--json]
+
+Trains a small CNN on the real (balanced) digits training split at the run's image size, reports
+its accuracy on the real test split, then the share of the run's generated images of each class
+that it assigns to that class. The goal for the default `make train` run is at least 90% for
+every class, minority classes included.
+"""
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+
+def build_classifier(image_shape, num_classes):
+    import keras
+    from keras import layers
+    model = keras.Sequential([
+        keras.Input(image_shape),
+        layers.Conv2D(32, 3, padding="same", activation="relu"),
+        layers.MaxPooling2D(),
+        layers.Conv2D(64, 3, padding="same", activation="relu"),
+        layers.MaxPooling2D(),
+        layers.Flatten(),
+        layers.Dropout(0.3),
+        layers.Dense(num_classes),
+    ], name="digits_judge")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    return model
+
+
+def train_judge(image_size, seed=0, epochs=15):
+    """The judge: a CNN trained on the real balanced digits; returns (model, test accuracy)."""
+    import keras
+    from datasets import load_dataset, to_model_range
+    keras.utils.set_random_seed(seed)
+    data = load_dataset("digits", image_size=image_size)
+    model = build_classifier(data.x_train.shape[1:], data.num_classes)
+    model.fit(to_model_range(data.x_train), data.y_train, batch_size=64, epochs=epochs, verbose=0)
+    _, accuracy = model.evaluate(to_model_range(data.x_test), data.y_test, verbose=0)
+    return model, float(accuracy)
+
+
+def generated_recognition(judge, generator, num_classes, latent_dim, per_class, seed=0):
+    """Share of G(z, c) classified as c, for every class c."""
+    rng = np.random.default_rng(seed)
+    shares = []
+    for c in range(num_classes):
+        z = rng.standard_normal((per_class, latent_dim)).astype(np.float32)
+        images = generator.predict([z, np.full(per_class, c, np.int32)], batch_size=256, verbose=0)
+        predicted = np.argmax(judge.predict(images, batch_size=256, verbose=0), axis=1)
+        shares.append(float(np.mean(predicted == c)))
+    return shares
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run_dir", help="a finished digits run folder")
+    p.add_argument("--per-class", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    import keras
+    with open(os.path.join(args.run_dir, "config.json")) as f:
+        config = json.load(f)
+    if config["dataset"] != "digits":
+        print(f"error: {args.run_dir} was trained on {config['dataset']}, not digits", file=sys.stderr)
+        return 2
+    judge, accuracy = train_judge(config["image_size"], args.seed)
+    generator = keras.models.load_model(os.path.join(args.run_dir, "generator.keras"))
+    shares = generated_recognition(judge, generator, len(config["class_names"]), config["latent_dim"],
+                                   args.per_class, args.seed)
+    result = dict(run_dir=args.run_dir, judge_test_accuracy=accuracy, per_class=args.per_class,
+                  recognised=dict(zip(config["class_names"], shares)),
+                  train_counts=config["train_counts"], minimum=min(shares))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"judge accuracy on real test digits: {accuracy:.3f}")
+        print(f"{'class':>5} {'train imgs':>10} {'recognised':>10}")
+        for name, count, share in zip(config["class_names"], config["train_counts"], shares):
+            print(f"{name:>5} {count:>10} {share:>10.1%}")
+        print(f"lowest class: {min(shares):.1%} (goal: at least 90%)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,621 @@
+"""Dataset loading for BAGAN-GP: uint8 images, labels and the paper's splits.
+
+Every loader returns a :class:`Dataset` of uint8 images ``(N, S, S, C)`` and
+int64 labels, already resized to ``image_size`` and split into train/test.
+Nothing is ever downloaded or written, except by the optional Keras fallback
+for Fashion-MNIST.
+
+Datasets and protocols
+----------------------
+``digits``
+    scikit-learn's bundled 8x8 digits (values 0..16 scaled to 0..255), one
+    channel, classes "0".."9". Split 70/30, stratified, ``random_state=seed``.
+    Imbalanced (see :data:`DIGITS_IMBALANCE`): class 0 is kept whole and
+    class ``c`` keeps its first ``ceil(n_c * c / 20)`` images, applied before
+    the split and grouped class by class, as for Fashion-MNIST.
+``fashion_mnist`` / ``cifar10``
+    The paper's protocol on the official *training* images only (60,000 /
+    50,000); the official test set is not used. Balanced:
+    ``train_test_split(x, y, test_size=0.3, shuffle=True, random_state=seed)``
+    (not stratified) on the images in file order. Imbalanced: class 0 whole,
+    class ``c`` keeps its first ``100 * c`` images (file order); the kept
+    images are concatenated class by class (0, 1, ..., 9) and then split the
+    same way. With ``seed=42`` this reproduces the Fashion-MNIST training
+    counts of the paper's Table 1 exactly; CIFAR-10 (Table 2) uses the same
+    rule.
+``cells``
+    The malaria cell images: ``<name>.png`` with a ``<name>.txt`` label
+    ("red blood cell", "ring", "schizont", "trophozoite"). Split 80/20,
+    stratified, ``random_state=seed``.
+any folder path
+    One subfolder per class (sorted names), PNG/JPEG/BMP of any size and
+    mode, each stretched to a square; grayscale if every image is
+    grayscale, else RGB. Split 80/20, stratified.
+
+``imbalanced`` changes nothing for ``cells`` and for folders: they are used
+as they are (the cell set is already imbalanced).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import hashlib
+import json
+import math
+import os
+import pickle
+import struct
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+DATASET_NAMES = ("digits", "fashion_mnist", "cifar10", "cells")
+
+REPO_DIR = Path(__file__).resolve().parent
+MIN_IMAGE_SIZE = 8
+
+IMBALANCE_STEP = 100
+"""Fashion-MNIST / CIFAR-10 imbalance: class c keeps its first IMBALANCE_STEP * c images."""
+
+DIGITS_IMBALANCE = 20
+"""Digits imbalance: class c keeps its first ceil(n_c * c / DIGITS_IMBALANCE) images (class 0 whole)."""
+
+FASHION_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]
+FASHION_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
+FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+FASHION_REPO = "https://github.com/zalandoresearch/fashion-mnist"
+DEBIAN_DATASET_ROOTS = (Path("/usr/share/datasets"), Path("/usr/share"))
+
+CIFAR10_CLASSES = [
+    "airplane", "automobile", "bird", "cat", "deer",
+    "dog", "frog", "horse", "ship", "truck",
+]
+CIFAR10_BINARY_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
+CIFAR10_PY_MD5 = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+}
+"""Published MD5 of each python training batch (as listed with the dataset and by torchvision)."""
+
+CELL_CLASSES = ["red blood cell", "ring", "schizont", "trophozoite"]
+CELLS_URL = "https://storage.googleapis.com/exam-deep-learning/train.zip"
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+
+
+class DatasetError(ValueError):
+    """Bad or missing dataset input; the message says what to fix."""
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Train/test images (uint8, NHWC) and int64 labels of one dataset."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list[str]
+    channels: int
+    name: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def train_counts(self) -> list[int]:
+        return np.bincount(self.y_train, minlength=self.num_classes).tolist()
+
+    def test_counts(self) -> list[int]:
+        return np.bincount(self.y_test, minlength=self.num_classes).tolist()
+
+
+# ---------------------------------------------------------------- tensors
+
+
+def to_model_range(images):
+    """uint8 images (numpy or tensor) -> float32 tensor in [-1, 1]."""
+    import tensorflow as tf
+
+    return tf.cast(images, tf.float32) / 127.5 - 1.0
+
+
+def to_uint8(images) -> np.ndarray:
+    """Images in [-1, 1] (numpy or tensor) -> numpy uint8, clipped and rounded."""
+    if hasattr(images, "numpy"):
+        images = images.numpy()
+    x = np.asarray(images, dtype=np.float32)
+    return np.clip(np.rint((x + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def make_tf_dataset(x, y, batch_size, shuffle=True, seed=None, drop_remainder=False,
+                    repeat=False, first_epoch=0, steps_per_epoch=None):
+    """Batches of (float32 images in [-1, 1], int32 labels) from uint8 arrays.
+
+    The uint8 array stays in memory once; each batch is gathered and converted inside ``map``.
+    The order of epoch ``e`` depends only on ``(seed, e)``, so a run resumed at ``first_epoch``
+    sees the same batches as an uninterrupted one. Batches never straddle two epochs;
+    ``steps_per_epoch`` keeps only the first batches of each epoch.
+    """
+    import tensorflow as tf
+
+    if len(x) != len(y):
+        raise DatasetError(f"x has {len(x)} images but y has {len(y)} labels.")
+    if seed is None:
+        seed = int(np.random.default_rng().integers(2**31))
+    images = tf.convert_to_tensor(np.asarray(x, dtype=np.uint8))
+    labels = tf.convert_to_tensor(np.asarray(y, dtype=np.int32))
+
+    def epoch_batches(epoch):
+        order = tf.range(len(x), dtype=tf.int64)
+        if shuffle:
+            order = tf.random.experimental.stateless_shuffle(order, seed=tf.stack([np.int64(seed), epoch]))
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
+        return batches.take(steps_per_epoch) if steps_per_epoch else batches
+
+    last_epoch = np.iinfo(np.int64).max if repeat else first_epoch + 1
+    ds = tf.data.Dataset.range(first_epoch, last_epoch).flat_map(epoch_batches)
+    ds = ds.map(
+        lambda idx: (to_model_range(tf.gather(images, idx)), tf.gather(labels, idx)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def resize_images(x_uint8: np.ndarray, image_size: int) -> np.ndarray:
+    """Bilinear (antialiased) resize of uint8 NHWC images, keeping channels.
+
+    Images are resized one by one with Pillow into a preallocated uint8
+    array, so memory stays near the size of the result.
+    """
+    from PIL import Image
+
+    x = np.asarray(x_uint8)
+    if x.dtype != np.uint8 or x.ndim != 4:
+        raise DatasetError("resize_images expects uint8 images of shape (N, H, W, C).")
+    if x.shape[1:3] == (image_size, image_size):
+        return x
+    size = (image_size, image_size)
+    out = np.empty((len(x), image_size, image_size, x.shape[-1]), np.uint8)
+    for i, img in enumerate(x):
+        if img.shape[-1] == 3:
+            out[i] = np.asarray(Image.fromarray(img).resize(size, Image.BILINEAR))
+        else:
+            for c in range(img.shape[-1]):
+                out[i, ..., c] = np.asarray(Image.fromarray(img[..., c]).resize(size, Image.BILINEAR))
+    return out
+
+
+# ---------------------------------------------------------------- splits
+
+
+def _check_image_size(image_size) -> int:
+    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)):
+        raise DatasetError(f"image_size must be an integer, got {image_size!r}.")
+    if image_size < MIN_IMAGE_SIZE:
+        raise DatasetError(f"image_size must be at least {MIN_IMAGE_SIZE}, got {image_size}.")
+    return int(image_size)
+
+
+def _keep_first_per_class(y: np.ndarray, keep: list[int]) -> np.ndarray:
+    """Indices of the first keep[c] images of each class c, grouped by class."""
+    return np.concatenate([np.flatnonzero(y == c)[:k] for c, k in enumerate(keep)])
+
+
+def _split(x, y, test_size, seed, stratify_names=None):
+    """Hold out ``test_size`` of the images with scikit-learn's train_test_split.
+
+    The split is stratified by class when ``stratify_names`` (the class names)
+    is given.
+    """
+    from sklearn.model_selection import train_test_split
+
+    stratify = stratify_names is not None
+    if stratify:
+        counts = np.bincount(y, minlength=len(stratify_names))
+        for name, n in zip(stratify_names, counts):
+            if n == 1:
+                raise DatasetError(f"Class {name!r} has only one image; a stratified split needs at least 2.")
+    try:
+        x_tr, x_te, y_tr, y_te = train_test_split(
+            x, y, test_size=test_size, shuffle=True, random_state=seed,
+            stratify=y if stratify else None,
+        )
+    except ValueError as e:
+        raise DatasetError(f"Cannot split {len(y)} images into train and test: {e}") from None
+    return x_tr, y_tr.astype(np.int64), x_te, y_te.astype(np.int64)
+
+
+def _paper_protocol(x, y, imbalanced, seed):
+    """Fashion-MNIST / CIFAR-10 protocol of the paper (see module docstring)."""
+    if imbalanced:
+        idx = _keep_first_per_class(y, [len(y) if c == 0 else IMBALANCE_STEP * c for c in range(10)])
+        x, y = x[idx], y[idx]
+    return _split(x, y, 0.3, seed)
+
+
+def _finish(name, class_names, parts, image_size) -> Dataset:
+    x_tr, y_tr, x_te, y_te = parts
+    x_tr = resize_images(x_tr, image_size)
+    x_te = resize_images(x_te, image_size)
+    return Dataset(x_tr, y_tr, x_te, y_te, list(class_names), int(x_tr.shape[-1]), name)
+
+
+# ---------------------------------------------------------------- digits
+
+
+def load_digits_dataset(image_size=64, imbalanced=False, seed=42) -> Dataset:
+    """scikit-learn's bundled digits, 70/30 stratified split."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+    y = bunch.target.astype(np.int64)
+    if imbalanced:
+        n = np.bincount(y, minlength=10)
+        keep = [n[0]] + [math.ceil(n[c] * c / DIGITS_IMBALANCE) for c in range(1, 10)]
+        idx = _keep_first_per_class(y, keep)
+        x, y = x[idx], y[idx]
+    names = [str(c) for c in range(10)]
+    return _finish("digits", names, _split(x, y, 0.3, seed, names), image_size)
+
+
+# ---------------------------------------------------------------- Fashion-MNIST
+
+
+def read_idx(path) -> np.ndarray:
+    """Read an IDX file of unsigned bytes (gzip or plain) into a numpy array."""
+    path = Path(path)
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as e:
+        raise DatasetError(f"Cannot read IDX file {path}: {e}.") from None
+    if len(data) < 4:
+        raise DatasetError(f"IDX file {path} is truncated (no header).")
+    zero, dtype, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype != 0x08 or ndim == 0:
+        raise DatasetError(f"{path} is not an unsigned-byte IDX file (bad magic number).")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DatasetError(f"IDX file {path} is truncated (incomplete header).")
+    dims = struct.unpack(f">{ndim}I", data[4:header])
+    expected = int(np.prod(dims, dtype=np.int64))
+    if len(data) - header != expected:
+        raise DatasetError(
+            f"IDX file {path} is truncated or corrupt: header says {expected} bytes "
+            f"of data, found {len(data) - header}."
+        )
+    return np.frombuffer(data, np.uint8, offset=header).reshape(dims)
+
+
+def _keras_home() -> Path:
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
+
+
+def fashion_mnist_dirs(data_dir=None) -> list[Path]:
+    """Folders searched for the Fashion-MNIST IDX files, in order."""
+    dirs = [Path(data_dir)] if data_dir else []
+    dirs.append(_keras_home() / "datasets" / "fashion-mnist")
+    for root in DEBIAN_DATASET_ROOTS:
+        if root.is_dir():
+            dirs.extend(sorted(p for p in root.glob("*fashion*mnist*") if p.is_dir()))
+    return dirs
+
+
+def _find_idx(folder: Path, stem: str) -> Path | None:
+    for name in (stem + ".gz", stem):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _keras_fashion_mnist():
+    """Last resort: Keras' own loader (downloads when online; progress goes to stderr)."""
+    import keras
+
+    with contextlib.redirect_stdout(sys.stderr):
+        (x, y), _ = keras.datasets.fashion_mnist.load_data()
+    return x, y
+
+
+def read_fashion_mnist(data_dir=None):
+    """The 60,000 Fashion-MNIST training images (N, 28, 28, 1) and labels."""
+    for folder in fashion_mnist_dirs(data_dir):
+        images, labels = (_find_idx(folder, stem) for stem in FASHION_FILES)
+        if images and labels:
+            x, y = read_idx(images), read_idx(labels)
+            if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+                raise DatasetError(
+                    f"{images} and {labels} do not match: {x.shape} images, {y.shape} labels."
+                )
+            return x[..., None], _check_labels(y, 10, labels)
+    try:
+        x, y = _keras_fashion_mnist()
+    except Exception:
+        target = Path(data_dir) if data_dir else _keras_home() / "datasets" / "fashion-mnist"
+        raise DatasetError(
+            f"Fashion-MNIST not found: download {FASHION_URL}{FASHION_FILES[0]}.gz and "
+            f"{FASHION_URL}{FASHION_FILES[1]}.gz (links in {FASHION_REPO}) into {target}."
+        ) from None
+    return np.asarray(x, np.uint8)[..., None], np.asarray(y, np.int64)
+
+
+def _check_labels(y, num_classes, source) -> np.ndarray:
+    y = np.asarray(y).astype(np.int64)
+    if y.size and (y.min() < 0 or y.max() >= num_classes):
+        raise DatasetError(f"{source} has labels outside 0..{num_classes - 1}.")
+    return y
+
+
+def load_fashion_mnist(data_dir=None, image_size=64, imbalanced=False, seed=42) -> Dataset:
+    """Fashion-MNIST training images with the paper's 70/30 protocol."""
+    x, y = read_fashion_mnist(data_dir)
+    parts = _paper_protocol(x, y, imbalanced, seed)
+    return _finish("fashion_mnist", FASHION_CLASSES, parts, image_size)
+
+
+# ---------------------------------------------------------------- CIFAR-10
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_cifar_bin(folder: Path):
+    record = 1 + 3072
+    xs, ys = [], []
+    for i in range(1, 6):
+        path = folder / f"data_batch_{i}.bin"
+        if not path.is_file():
+            raise DatasetError(f"{path} is missing; extract {CIFAR10_BINARY_URL} again.")
+        raw = np.fromfile(path, np.uint8)
+        if raw.size == 0 or raw.size % record:
+            raise DatasetError(f"{path} is truncated or corrupt: its size is not a multiple of {record} bytes.")
+        raw = raw.reshape(-1, record)
+        ys.append(_check_labels(raw[:, 0], 10, path))
+        xs.append(raw[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def _read_cifar_py(folder: Path):
+    paths = [folder / f"data_batch_{i}" for i in range(1, 6)]
+    for path in paths:
+        if not path.is_file():
+            raise DatasetError(f"{path} is missing; extract the CIFAR-10 archive again.")
+        if _md5(path) != CIFAR10_PY_MD5.get(path.name):
+            raise DatasetError(
+                f"Refusing to unpickle {path}: its MD5 does not match the published checksum "
+                f"and unpickling can run code; use the binary version {CIFAR10_BINARY_URL} instead."
+            )
+    xs, ys = [], []
+    for path in paths:
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+        data = batch.get(b"data", batch.get("data")) if isinstance(batch, dict) else None
+        labels = batch.get(b"labels", batch.get("labels")) if isinstance(batch, dict) else None
+        data = np.asarray(data, np.uint8) if data is not None else None
+        if data is None or labels is None or data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
+            raise DatasetError(f"{path} is not a CIFAR-10 batch (expected 'data' N x 3072 and 'labels').")
+        xs.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        ys.append(_check_labels(labels, 10, path))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def read_cifar10(data_dir=None, image_size=32):
+    """CIFAR-10 training images, labels and class names.
+
+    Official batches give the 50,000 images at 32x32; a class-subfolder
+    folder is read at ``image_size`` (class names in CIFAR-10 order when
+    they are the official ones, else sorted).
+    """
+    roots = [Path(data_dir)] if data_dir else [
+        REPO_DIR / "data" / "cifar10", _keras_home() / "datasets",
+    ]
+    for root in roots:
+        for folder in (root, root / "cifar-10-batches-bin"):
+            if (folder / "data_batch_1.bin").is_file():
+                return (*_read_cifar_bin(folder), CIFAR10_CLASSES)
+        for folder in (root, root / "cifar-10-batches-py"):
+            if (folder / "data_batch_1").is_file():
+                return (*_read_cifar_py(folder), CIFAR10_CLASSES)
+    if data_dir and Path(data_dir).is_dir() and _class_dirs(Path(data_dir)):
+        found = len(_class_dirs(Path(data_dir)))
+        if found != 10:
+            raise DatasetError(f"A CIFAR-10 class folder needs 10 class subfolders; {data_dir} has {found}.")
+        x, y, names = _read_image_folder(Path(data_dir), image_size)
+        if sorted(names) == sorted(CIFAR10_CLASSES):
+            y = np.array([CIFAR10_CLASSES.index(n) for n in names])[y]
+            names = CIFAR10_CLASSES
+        return x, y, names
+    where = Path(data_dir) if data_dir else REPO_DIR / "data" / "cifar10"
+    raise DatasetError(
+        f"CIFAR-10 not found: download {CIFAR10_BINARY_URL} and extract it into {where} "
+        f"(so that {where / 'cifar-10-batches-bin' / 'data_batch_1.bin'} exists)."
+    )
+
+
+def load_cifar10(data_dir=None, image_size=64, imbalanced=False, seed=42) -> Dataset:
+    """CIFAR-10 training images with the paper's 70/30 protocol."""
+    x, y, names = read_cifar10(data_dir, image_size)
+    return _finish("cifar10", names, _paper_protocol(x, y, imbalanced, seed), image_size)
+
+
+# ---------------------------------------------------------------- image files
+
+
+def _open_image(path: Path, image_size: int):
+    """Decoded RGB array of one image file at ``image_size`` and whether it is grayscale."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+                gray = im.mode in GRAYSCALE_MODES
+                if im.mode.startswith("I;16"):
+                    im = Image.fromarray((np.asarray(im, np.uint16) >> 8).astype(np.uint8))
+                rgb = im.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
+                return np.asarray(rgb, np.uint8), gray
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DatasetError(
+            f"Image {path} is too large to decode safely (over Pillow's {Image.MAX_IMAGE_PIXELS} pixel limit)."
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DatasetError(f"Cannot read image {path}: {e}.") from None
+
+
+def _load_images(paths, image_size):
+    """Images of ``paths`` as uint8 (N, S, S, C): one channel if all are grayscale."""
+    x = np.empty((len(paths), image_size, image_size, 3), np.uint8)
+    all_gray = True
+    for i, path in enumerate(paths):
+        x[i], gray = _open_image(path, image_size)
+        all_gray &= gray
+    return np.ascontiguousarray(x[..., :1]) if all_gray and len(paths) else x
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(
+        p for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+
+
+def _class_dirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _read_image_folder(folder: Path, image_size: int):
+    """Images, labels and class names of a folder with one subfolder per class."""
+    classes = _class_dirs(folder)
+    if len(classes) < 2:
+        raise DatasetError(
+            f"{folder} must hold one subfolder per class and at least 2 classes; found {len(classes)}."
+        )
+    paths, labels = [], []
+    for c, sub in enumerate(classes):
+        files = _image_files(sub)
+        if not files:
+            raise DatasetError(f"Class folder {sub} contains no PNG/JPEG/BMP images.")
+        paths += files
+        labels += [c] * len(files)
+    x = _load_images(paths, image_size)
+    return x, np.asarray(labels, np.int64), [p.name for p in classes]
+
+
+def load_image_folder(folder, image_size=64, seed=42) -> Dataset:
+    """Any folder of class subfolders, 80/20 stratified split."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(f"Dataset folder {folder} does not exist.")
+    x, y, names = _read_image_folder(folder, image_size)
+    parts = _split(x, y, 0.2, seed, names)
+    return Dataset(*parts, names, int(x.shape[-1]), folder.name)
+
+
+def _cells_folder(data_dir) -> Path:
+    folder = Path(data_dir) if data_dir else REPO_DIR / "data" / "cells"
+    if not folder.is_dir():
+        raise DatasetError(
+            f"Cell images not found: download {CELLS_URL} and unzip it into {folder} "
+            f"(the folder holding train/ or the <name>.png and <name>.txt files)."
+        )
+    if not any(folder.glob("*.png")) and (folder / "train").is_dir():
+        folder = folder / "train"
+    return folder
+
+
+def load_cells(data_dir=None, image_size=64, seed=42) -> Dataset:
+    """The malaria cell images (png + txt label), 80/20 stratified split."""
+    folder = _cells_folder(data_dir)
+    paths = sorted(folder.glob("*.png"))
+    if not paths:
+        raise DatasetError(f"No .png cell images in {folder}; unzip {CELLS_URL} there.")
+    labels = []
+    for path in paths:
+        txt = path.with_suffix(".txt")
+        try:
+            text = txt.read_text(encoding="utf-8").strip().lower()
+        except (OSError, UnicodeDecodeError):
+            raise DatasetError(f"Label file {txt} for {path.name} is missing or unreadable.") from None
+        if text not in CELL_CLASSES:
+            raise DatasetError(f"Label file {txt} says {text!r}, not one of {CELL_CLASSES}.")
+        labels.append(CELL_CLASSES.index(text))
+    y = np.asarray(labels, np.int64)
+    if len(np.unique(y)) < 2:
+        raise DatasetError(f"{folder} holds only one class of cells; at least 2 are needed.")
+    x = _load_images(paths, image_size)
+    if x.shape[-1] == 1:
+        x = np.repeat(x, 3, axis=-1)
+    return Dataset(*_split(x, y, 0.2, seed, CELL_CLASSES), list(CELL_CLASSES), 3, "cells")
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def load_dataset(name, data_dir=None, image_size=64, imbalanced=False, seed=42) -> Dataset:
+    """Load a dataset by name (see DATASET_NAMES) or from a folder path."""
+    image_size = _check_image_size(image_size)
+    if name == "digits":
+        return load_digits_dataset(image_size, imbalanced, seed)
+    if name == "fashion_mnist":
+        return load_fashion_mnist(data_dir, image_size, imbalanced, seed)
+    if name == "cifar10":
+        return load_cifar10(data_dir, image_size, imbalanced, seed)
+    if name == "cells":
+        return load_cells(data_dir, image_size, seed)
+    if Path(name).is_dir():
+        return load_image_folder(name, image_size, seed)
+    raise DatasetError(f"Unknown dataset {name!r}: use one of {', '.join(DATASET_NAMES)} or an existing folder path.")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Show the per-class split of a dataset.")
+    parser.add_argument("--dataset", required=True, help=f"one of {', '.join(DATASET_NAMES)} or a folder path")
+    parser.add_argument("--data-dir", default=None, help="where the dataset files are")
+    parser.add_argument("--imbalanced", action="store_true", help="apply the paper's imbalance rule")
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    try:
+        ds = load_dataset(args.dataset, args.data_dir, args.image_size, args.imbalanced, args.seed)
+    except DatasetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    train, test = ds.train_counts(), ds.test_counts()
+    if args.json:
+        print(json.dumps({
+            "class_names": ds.class_names, "train_counts": train, "test_counts": test,
+            "image_shape": list(ds.x_train.shape[1:]),
+        }))
+        return 0
+    width = max(len("class"), *(len(n) for n in ds.class_names))
+    print(f"{'class':<{width}}  {'train':>7}  {'test':>7}")
+    for n, a, b in zip(ds.class_names, train, test):
+        print(f"{n:<{width}}  {a:>7}  {b:>7}")
+    print(f"{'total':<{width}}  {sum(train):>7}  {sum(test):>7}")
+    print(f"image shape: {tuple(ds.x_train.shape[1:])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
