@@ -18,7 +18,7 @@ import math
 import keras
 from keras import layers
 
-SUPPORTED_IMAGE_SIZES = (32, 64, 128)
+from datasets import MODEL_IMAGE_SIZES as SUPPORTED_IMAGE_SIZES
 LEAKY_SLOPE = 0.2
 # Keras' default momentum (0.99) leaves the moving statistics far behind after the few hundred steps
 # of an autoencoder run on a small set: inference-mode error on the *training* images was 7x the

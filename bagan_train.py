@@ -33,6 +33,7 @@ DATASET_DEFAULTS = {
 }
 FOLDER_DEFAULTS = dict(epochs=100, ae_epochs=30)
 GRID_ROWS = 8
+CAPTION_HEIGHT = 14  # pixels above each progress.gif frame for "epoch N"
 
 
 class UsageError(Exception):
@@ -100,7 +101,7 @@ def build_config(args):
 
 
 def validate_config(config):
-    from autoencoder import SUPPORTED_IMAGE_SIZES
+    from datasets import MODEL_IMAGE_SIZES as SUPPORTED_IMAGE_SIZES
     if config["image_size"] not in SUPPORTED_IMAGE_SIZES:
         raise UsageError(f"image size {config['image_size']} is not supported: use one of "
                          f"{', '.join(map(str, SUPPORTED_IMAGE_SIZES))}")
@@ -172,12 +173,22 @@ def save_png(path, image):
 
 
 def assemble_gif(samples_dir, gif_path, duration=0.4):
-    """progress.gif: one frame per samples/epoch_NNN.png, in epoch order."""
+    """progress.gif: one frame per samples/epoch_NNN.png, in epoch order, captioned with the epoch.
+
+    The caption also keeps two alike epochs apart: GIF writers merge identical consecutive frames.
+    """
     import imageio.v2 as imageio
+    from PIL import Image, ImageDraw
     frames = sorted(f for f in os.listdir(samples_dir) if f.startswith("epoch_") and f.endswith(".png"))
     if not frames:
         return
-    images = [imageio.imread(os.path.join(samples_dir, f)) for f in frames]
+    images = []
+    for name in frames:
+        grid = Image.open(os.path.join(samples_dir, name)).convert("RGB")
+        frame = Image.new("RGB", (grid.width, grid.height + CAPTION_HEIGHT), "white")
+        frame.paste(grid, (0, CAPTION_HEIGHT))
+        ImageDraw.Draw(frame).text((3, 1), f"epoch {int(name[6:-4])}", fill="black")
+        images.append(np.asarray(frame))
     atomic_write(gif_path, lambda tmp: imageio.mimsave(tmp, images, format="GIF",
                                                        duration=duration, loop=0))
 
@@ -337,10 +348,15 @@ def reconstruction_figure(path, autoencoder, data, supervised, per_class=6):
 # Checkpoints
 
 
+def optimizer_state(optimizer):
+    """Step counter and moments; the learning rate is left to config.json, so an edit there counts."""
+    return [v for v in optimizer.variables if not v.path.endswith("learning_rate")]
+
+
 def training_state(model):
     """Every variable needed to continue exactly: networks, optimizers, the noise generator."""
-    return (model.generator.variables + model.critic.variables + model.d_optimizer.variables
-            + model.g_optimizer.variables + [model.seed_generator.state])
+    return (model.generator.variables + model.critic.variables + optimizer_state(model.d_optimizer)
+            + optimizer_state(model.g_optimizer) + [model.seed_generator.state])
 
 
 def save_checkpoint(model, path, epoch):

@@ -58,6 +58,8 @@ DATASET_NAMES = ("digits", "fashion_mnist", "cifar10", "cells")
 
 REPO_DIR = Path(__file__).resolve().parent
 MIN_IMAGE_SIZE = 8
+# Sizes the networks are built for (autoencoder.py); kept here so flags are checked before Keras loads.
+MODEL_IMAGE_SIZES = (32, 64, 128)
 
 IMBALANCE_STEP = 100
 """Fashion-MNIST / CIFAR-10 imbalance: class c keeps its first IMBALANCE_STEP * c images."""
@@ -217,7 +219,8 @@ def _split(x, y, test_size, seed, stratify_names=None):
     """Hold out ``test_size`` of the images with scikit-learn's train_test_split.
 
     The split is stratified by class when ``stratify_names`` (the class names)
-    is given.
+    is given; a small set then holds out at least one image per class, since a
+    stratified test split cannot be smaller than the number of classes.
     """
     from sklearn.model_selection import train_test_split
 
@@ -227,6 +230,8 @@ def _split(x, y, test_size, seed, stratify_names=None):
         for name, n in zip(stratify_names, counts):
             if n == 1:
                 raise DatasetError(f"Class {name!r} has only one image; a stratified split needs at least 2.")
+        if math.ceil(test_size * len(y)) < len(stratify_names):
+            test_size = len(stratify_names)
     try:
         x_tr, x_te, y_tr, y_te = train_test_split(
             x, y, test_size=test_size, shuffle=True, random_state=seed,

@@ -1,0 +1,382 @@
+"""The training script's command line, end to end on tiny runs (bagan_train.main)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image, ImageSequence
+
+import bagan_train
+from bagan_train import GRID_ROWS, main
+from datasets import DatasetError, load_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+CLASSES = [str(c) for c in range(10)]
+TILE, PAD = 32, 2
+GAN_KEYS = ["d_loss", "g_loss", "gp", "d_real", "d_fake", "d_wrong"]
+SMOKE = ["--dataset", "digits", "--image-size", "32", "--batch-size", "16", "--epochs", "2", "--ae-epochs", "1",
+         "--steps-per-epoch", "2", "--verbose", "0"]
+# Resume and NaN runs: no autoencoder training, 2 generator steps per epoch.
+TINY = ["--dataset", "digits", "--image-size", "32", "--batch-size", "8", "--ae-epochs", "0",
+        "--steps-per-epoch", "2", "--verbose", "0"]
+MODELS = ["generator", "critic", "encoder", "embedding", "decoder"]
+
+
+def history(run):
+    with open(run / "history.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def gan_rows(run):
+    return [r for r in history(run) if r["phase"] == "gan"]
+
+
+def grid_size(rows, cols):
+    """(width, height) of bagan_train.image_grid for rows x cols tiles of TILE pixels."""
+    return cols * (TILE + PAD) + PAD, rows * (TILE + PAD) + PAD
+
+
+def snapshot(folder):
+    """Relative path -> bytes of every file under folder."""
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """The smoke run of the README: 1 autoencoder epoch, 2 GAN epochs of 2 steps."""
+    run = tmp_path_factory.mktemp("smoke") / "run"
+    keras.utils.set_random_seed(0)
+    rc = main(SMOKE + ["--out", str(run)])
+    return rc, run
+
+
+@pytest.fixture(scope="module")
+def digits32():
+    return load_dataset("digits", image_size=32)
+
+
+# ---------------------------------------------------------------- end-to-end smoke run
+
+
+def test_smoke_run_exits_zero_and_writes_config_and_history(smoke_run):
+    rc, run = smoke_run
+    assert rc == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["class_names"] == CLASSES
+    assert config["variant"] == "v3"
+    assert {"python", "tensorflow", "keras", "numpy"} <= set(config["versions"])
+    assert config["versions"]["keras"] == keras.__version__
+    assert (config["image_size"], config["batch_size"], config["epochs"], config["ae_epochs"]) == (32, 16, 2, 1)
+    assert config["channels"] == 1
+
+    rows = history(run)
+    ae = [r for r in rows if r["phase"] == "autoencoder"]
+    assert [int(r["epoch"]) for r in ae] == [1]
+    for r in ae:
+        assert math.isfinite(float(r["loss"])) and math.isfinite(float(r["val_loss"]))
+        assert 0 < float(r["loss"]) < 2 and 0 < float(r["val_loss"]) < 2   # MAE of images in [-1, 1]
+    gan = gan_rows(run)
+    assert [int(r["epoch"]) for r in gan] == [1, 2]
+    for r in gan:
+        for key in GAN_KEYS:
+            assert math.isfinite(float(r[key])), (key, r)
+    assert len(rows) == len(ae) + len(gan)
+
+
+def test_smoke_run_writes_pictures(smoke_run, digits32):
+    rc, run = smoke_run
+    assert rc == 0
+    for name in ("losses.png", "reconstruction.png"):
+        with Image.open(run / name) as im:
+            assert im.format == "PNG"
+            im.load()
+            assert im.width > 50 and im.height > 50
+    with Image.open(run / "reconstruction.png") as im:
+        # A row of real images and a row of reconstructions per class.
+        assert im.height == grid_size(2 * len(CLASSES), 1)[1]
+        assert (im.width - PAD) % (TILE + PAD) == 0
+
+    samples = sorted(p.name for p in (run / "samples").iterdir())
+    assert samples == ["epoch_001.png", "epoch_002.png"]
+    grids = []
+    for name in samples:
+        with Image.open(run / "samples" / name) as im:
+            assert im.format == "PNG"
+            assert im.size == grid_size(1 + GRID_ROWS, len(CLASSES))
+            grids.append(np.asarray(im))
+    # Eq. 16 layout: the first row holds the first training image of each class.
+    for c in range(len(CLASSES)):
+        x = PAD + c * (TILE + PAD)
+        np.testing.assert_array_equal(grids[0][PAD:PAD + TILE, x:x + TILE],
+                                      digits32.x_train[digits32.y_train == c][0][..., 0])
+    assert not np.array_equal(grids[0], grids[1]), "the generator did not change between epochs"
+
+    with Image.open(run / "progress.gif") as gif:
+        frames = [np.asarray(frame.convert("L")) for frame in ImageSequence.Iterator(gif)]
+    assert len(frames) == 2, "progress.gif should hold one frame per epoch"
+    for frame, grid in zip(frames, grids):
+        np.testing.assert_array_equal(frame[bagan_train.CAPTION_HEIGHT:], grid)
+
+
+def test_smoke_run_writes_loadable_models_tensorboard_and_checkpoints(smoke_run):
+    rc, run = smoke_run
+    assert rc == 0
+    models = {name: keras.models.load_model(run / f"{name}.keras") for name in MODELS}  # safe mode
+    assert models["generator"].output_shape == (None, 32, 32, 1)
+    assert models["critic"].output_shape == (None, 1)
+    assert models["encoder"].output_shape == (None, 128)
+    assert models["decoder"].output_shape == (None, 32, 32, 1)
+    assert models["embedding"].output_shape == (None, 128)
+
+    events = [p for p in (run / "tensorboard").rglob("events.out.tfevents.*") if p.stat().st_size > 0]
+    assert events
+
+    checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert checkpoints == ["epoch_001.npz", "epoch_002.npz"]
+    with np.load(run / "checkpoints" / "epoch_002.npz") as last:
+        assert int(last["epoch"]) == 2
+        arrays = [last[k] for k in sorted(k for k in last.files if k.startswith("v"))]
+    # The saved generator is the trained one: its variables open the last checkpoint.
+    saved = [keras.ops.convert_to_numpy(v) for v in models["generator"].variables]
+    assert len(arrays) > len(saved)
+    for mine, theirs in zip(saved, arrays):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+# ---------------------------------------------------------------- --generate
+
+
+def test_generate_writes_pngs_in_class_folders(smoke_run, tmp_path):
+    rc, run = smoke_run
+    assert rc == 0
+    out = tmp_path / "generated"
+    assert main(["--generate", str(run), "--per-class", "3", "--to", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == CLASSES
+    for c in CLASSES:
+        files = sorted((out / c).iterdir())
+        assert len(files) == 3 and all(f.suffix == ".png" for f in files)
+        for f in files:
+            with Image.open(f) as im:
+                assert im.format == "PNG" and im.size == (32, 32) and im.mode == "L"
+
+
+def test_generated_folder_can_be_loaded_as_a_dataset(smoke_run, tmp_path):
+    """--per-class 3 output read back with datasets.load_dataset (class folder layout)."""
+    rc, run = smoke_run
+    assert rc == 0
+    out = tmp_path / "generated"
+    assert main(["--generate", str(run), "--per-class", "3", "--to", str(out)]) == 0
+    data = load_dataset(str(out), image_size=32)
+    assert data.class_names == CLASSES
+    assert data.channels == 1
+    assert len(data.x_train) + len(data.x_test) == 30
+
+
+def test_generated_folder_of_five_per_class_loads_with_labels_by_folder(smoke_run, tmp_path):
+    rc, run = smoke_run
+    assert rc == 0
+    out = tmp_path / "generated"
+    assert main(["--generate", str(run), "--per-class", "5", "--to", str(out)]) == 0
+    data = load_dataset(str(out), image_size=32)
+    assert data.class_names == CLASSES and data.channels == 1
+    assert np.add(data.train_counts(), data.test_counts()).tolist() == [5] * 10
+    # The images of class folder c are the generator's images of class c.
+    generator = keras.models.load_model(run / "generator.keras")
+    # --generate draws z class after class from default_rng(--seed, default 42): the 4th draw is class 3's.
+    rng = np.random.default_rng(42)
+    for _ in range(4):
+        z = rng.standard_normal((5, 128)).astype("float32")
+    from datasets import to_uint8
+    expected = to_uint8(generator.predict_on_batch([z, np.full(5, 3, np.int32)]))
+    on_disk = np.stack([np.asarray(Image.open(p))[..., None] for p in sorted((out / "3").iterdir())])
+    np.testing.assert_array_equal(on_disk, expected)
+
+
+# ---------------------------------------------------------------- resume
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory):
+    """Run A: 2 epochs at once. Run B: 1 epoch, then --resume B --epochs 2."""
+    base = tmp_path_factory.mktemp("resume")
+    a, b = base / "A", base / "B"
+    rcs = [main(TINY + ["--epochs", "2", "--out", str(a)]),
+           main(TINY + ["--epochs", "1", "--out", str(b)])]
+    first_b = {"checkpoints": sorted(p.name for p in (b / "checkpoints").iterdir()), "rows": gan_rows(b)}
+    rcs.append(main(["--resume", str(b), "--epochs", "2", "--verbose", "0"]))
+    return rcs, a, b, first_b
+
+
+def test_resume_continues_from_the_checkpoint(resumed):
+    rcs, a, b, first_b = resumed
+    assert rcs == [0, 0, 0]
+    assert first_b["checkpoints"] == ["epoch_001.npz"]
+    assert [int(r["epoch"]) for r in first_b["rows"]] == [1]
+    assert [int(r["epoch"]) for r in gan_rows(b)] == [1, 2]
+    assert sorted(p.name for p in (b / "checkpoints").iterdir()) == ["epoch_001.npz", "epoch_002.npz"]
+    assert sorted(p.name for p in (b / "samples").iterdir()) == ["epoch_001.png", "epoch_002.png"]
+    assert json.loads((b / "config.json").read_text())["epochs"] == 2
+
+
+def test_resume_equals_an_uninterrupted_run(resumed):
+    rcs, a, b, _ = resumed
+    assert rcs == [0, 0, 0]
+    for name in ("generator", "critic"):
+        wa = keras.models.load_model(a / f"{name}.keras").get_weights()
+        wb = keras.models.load_model(b / f"{name}.keras").get_weights()
+        assert len(wa) == len(wb)
+        for x, y in zip(wa, wb):
+            np.testing.assert_allclose(x, y, rtol=0, atol=1e-5, err_msg=name)
+    # The whole training state (optimizers and noise generator included) after epoch 2.
+    with np.load(a / "checkpoints" / "epoch_002.npz") as ca, np.load(b / "checkpoints" / "epoch_002.npz") as cb:
+        assert sorted(ca.files) == sorted(cb.files)
+        for k in ca.files:
+            np.testing.assert_allclose(ca[k], cb[k], rtol=0, atol=1e-5, err_msg=k)
+    ra, rb = gan_rows(a), gan_rows(b)
+    assert [r["epoch"] for r in ra] == [r["epoch"] for r in rb] == ["1", "2"]
+    for x, y in zip(ra, rb):
+        for key in GAN_KEYS:
+            assert float(x[key]) == pytest.approx(float(y[key]), rel=1e-5, abs=1e-6), (x["epoch"], key)
+    # The same sample grids, hence the same progress.
+    for e in ("epoch_001.png", "epoch_002.png"):
+        assert np.array_equal(np.asarray(Image.open(a / "samples" / e)), np.asarray(Image.open(b / "samples" / e)))
+
+
+# ---------------------------------------------------------------- bad flags
+
+
+BAD_FLAGS = {
+    "unknown-dataset": (["--dataset", "no_such_dataset"], "no_such_dataset"),
+    "image-size-48": (["--image-size", "48"], "48"),
+    "train-ratio-0": (["--train-ratio", "0"], "train ratio"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FLAGS))
+def test_bad_flags_exit_2_with_one_line_before_any_work(case, tmp_path, capsys):
+    flags, needle = BAD_FLAGS[case]
+    out = tmp_path / "run"
+    assert main(TINY + ["--epochs", "1", "--out", str(out)] + flags) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], err
+    assert not out.exists(), "a run folder was created for a bad flag"
+
+
+def test_resume_of_a_folder_without_config_exits_2(tmp_path, capsys):
+    folder = tmp_path / "not_a_run"
+    folder.mkdir()
+    (folder / "history.csv").write_text("phase,epoch\n")
+    before = snapshot(folder)
+    assert main(["--resume", str(folder), "--verbose", "0"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "config.json" in lines[0]
+    assert snapshot(folder) == before
+
+
+def test_out_of_an_existing_run_exits_2_and_leaves_it_alone(smoke_run, capsys):
+    rc, run = smoke_run
+    assert rc == 0
+    before = snapshot(run)
+    assert main(SMOKE + ["--out", str(run)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "--resume" in lines[0]
+    assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("flags", [["--dataset", "no_such_dataset"], ["--image-size", "48"]],
+                         ids=["unknown-dataset", "image-size-48"])
+def test_bad_flags_on_the_real_command_line_print_one_line(flags, tmp_path):
+    """The same through `python bagan_train.py`: exit status 2 and a single line on stderr."""
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, str(REPO / "bagan_train.py"), *flags, "--out", str(out)],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
+    assert proc.stdout == ""
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------- non-finite losses
+
+
+def test_huge_learning_rate_stops_with_the_step_and_no_checkpoint(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(TINY + ["--epochs", "2", "--learning-rate", "1e30", "--out", str(run)]) == 1
+    err = capsys.readouterr().err
+    match = re.search(r"non-finite loss .*step (\d+)", err)
+    assert match, err
+    assert 1 <= int(match.group(1)) <= 4
+    assert "no checkpoint" in err
+    assert list((run / "checkpoints").iterdir()) == []
+    if (run / "history.csv").exists():
+        assert gan_rows(run) == []
+    assert not (run / "generator.keras").exists()
+    assert not list((run / "samples").glob("epoch_*.png"))
+
+
+def _resume_with_edited_config(smoke_run, tmp_path, key, value):
+    rc, run = smoke_run
+    assert rc == 0
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config[key] = value
+    (copy / "config.json").write_text(json.dumps(config))
+    before = snapshot(copy)
+    return copy, before, main(["--resume", str(copy), "--epochs", "3", "--verbose", "0"])
+
+
+def test_nan_on_resume_stops_with_the_step_and_keeps_the_last_good_checkpoint(smoke_run, tmp_path, capsys):
+    # A gradient-penalty weight at the edge of float32 makes the first critic step of epoch 3 blow up.
+    run, before, rc = _resume_with_edited_config(smoke_run, tmp_path, "gp_weight", 1e38)
+    err = capsys.readouterr().err
+    assert rc == 1
+    # Epochs 1 and 2 had 2 generator steps each: the first step of epoch 3 is step 5.
+    assert re.search(r"non-finite loss .* at generator step 5\b", err), err
+    assert "epoch_002.npz" in err
+    ckpt = Path("checkpoints")
+    assert sorted(p.name for p in (run / ckpt).iterdir()) == ["epoch_001.npz", "epoch_002.npz"]
+    after = snapshot(run)
+    for name in (ckpt / "epoch_001.npz", ckpt / "epoch_002.npz", Path("generator.keras"), Path("critic.keras"),
+                 Path("history.csv")):
+        assert after[name] == before[name], f"{name} changed after the NaN"
+    assert not (run / "samples" / "epoch_003.png").exists()
+    assert [int(r["epoch"]) for r in gan_rows(run)] == [1, 2]
+
+
+def test_resume_uses_the_learning_rate_of_an_edited_config(smoke_run, tmp_path, capsys):
+    """Editing config.json's learning_rate before --resume is honoured: 1e38 must blow up epoch 3."""
+    run, before, rc = _resume_with_edited_config(smoke_run, tmp_path, "learning_rate", 1e38)
+    err = capsys.readouterr().err
+    assert rc == 1, "training finished normally: the edited learning rate (1e38) was not used"
+    assert re.search(r"non-finite loss .* at generator step \d+", err), err
+    assert not (run / "checkpoints" / "epoch_003.npz").exists()
+
+
+def test_gif_has_one_frame_per_epoch_even_when_two_epochs_look_alike(tmp_path):
+    """assemble_gif: one frame per samples/epoch_NNN.png, also when consecutive grids are equal."""
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    grid = np.zeros((2 * TILE, 3 * TILE, 1), np.uint8)
+    grid[TILE:] = 200
+    for epoch, image in ((1, grid), (2, grid), (3, 255 - grid)):
+        bagan_train.save_png(str(samples / f"epoch_{epoch:03d}.png"), image)
+    bagan_train.assemble_gif(str(samples), str(tmp_path / "progress.gif"))
+    with Image.open(tmp_path / "progress.gif") as gif:
+        frames = [np.asarray(f.convert("L")) for f in ImageSequence.Iterator(gif)]
+    assert len(frames) == 3
+    np.testing.assert_array_equal(frames[2][bagan_train.CAPTION_HEIGHT:], 255 - grid[..., 0])
