@@ -135,12 +135,16 @@ def new_run_dir(config):
 
 def atomic_write(path, write):
     """Write through `write(tmp_path)` and rename, so a killed process never leaves half a file."""
-    directory, base = os.path.split(path)
+    directory, base = os.path.split(os.fspath(path))
     tmp = os.path.join(directory, f".tmp-{os.getpid()}-{base}")
-    write(tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def save_json(path, data):
@@ -422,18 +426,19 @@ def train_autoencoder(config, data, run_dir, verbose):
     compile_autoencoder(autoencoder, config["learning_rate"], config["beta_1"], config["beta_2"])
 
     def pairs(x, y, shuffle):
-        """((image, label) or image, image) batches: the autoencoder's input and its target."""
+        """((image, label) or image, image) batches, the autoencoder's input and target; and their count."""
+        steps = math.ceil(len(x) / config["batch_size"])
         ds = make_tf_dataset(x, y, config["batch_size"], shuffle=shuffle, seed=config["seed"], repeat=True,
-                             steps_per_epoch=math.ceil(len(x) / config["batch_size"]))
-        return ds.map(lambda im, lab: (((im, lab) if supervised else im), im))
+                             steps_per_epoch=steps)
+        return ds.map(lambda im, lab: (((im, lab) if supervised else im), im)), steps
 
     if config["ae_epochs"] > 0:
         print(f"[autoencoder] {'supervised' if supervised else 'unsupervised'}, "
               f"{config['ae_epochs']} epochs on {len(data.x_train)} images", flush=True)
-        autoencoder.fit(pairs(data.x_train, data.y_train, True), epochs=config["ae_epochs"],
-                        steps_per_epoch=math.ceil(len(data.x_train) / config["batch_size"]),
-                        validation_data=pairs(data.x_test, data.y_test, False),
-                        validation_steps=math.ceil(len(data.x_test) / config["batch_size"]),
+        train_batches, train_steps = pairs(data.x_train, data.y_train, True)
+        test_batches, test_steps = pairs(data.x_test, data.y_test, False)
+        autoencoder.fit(train_batches, epochs=config["ae_epochs"], steps_per_epoch=train_steps,
+                        validation_data=test_batches, validation_steps=test_steps,
                         callbacks=[HistoryCSV(run_dir, "autoencoder")], shuffle=False, verbose=verbose)
     reconstruction_figure(os.path.join(run_dir, "reconstruction.png"), autoencoder, data, supervised)
     for model in (encoder, embedding, decoder):

@@ -146,9 +146,10 @@ def make_tf_dataset(x, y, batch_size, shuffle=True, seed=None, drop_remainder=Fa
     """Batches of (float32 images in [-1, 1], int32 labels) from uint8 arrays.
 
     The uint8 array stays in memory once; each batch is gathered and converted inside ``map``.
-    The order of epoch ``e`` depends only on ``(seed, e)``, so a run resumed at ``first_epoch``
-    sees the same batches as an uninterrupted one. Batches never straddle two epochs;
-    ``steps_per_epoch`` keeps only the first batches of each epoch.
+    One pass (``repeat=False``) has a known length and reshuffles on every iteration. An endless
+    stream (``repeat=True``) orders epoch ``e`` by ``(seed, e)`` alone, so a run resumed at
+    ``first_epoch`` sees the same batches as an uninterrupted one; its batches never straddle two
+    epochs, and ``steps_per_epoch`` keeps only the first batches of each epoch.
     """
     import tensorflow as tf
 
@@ -166,8 +167,13 @@ def make_tf_dataset(x, y, batch_size, shuffle=True, seed=None, drop_remainder=Fa
         batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
         return batches.take(steps_per_epoch) if steps_per_epoch else batches
 
-    last_epoch = np.iinfo(np.int64).max if repeat else first_epoch + 1
-    ds = tf.data.Dataset.range(first_epoch, last_epoch).flat_map(epoch_batches)
+    if repeat:
+        ds = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch_batches)
+    else:
+        ds = tf.data.Dataset.range(len(x))
+        if shuffle:
+            ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.map(
         lambda idx: (to_model_range(tf.gather(images, idx)), tf.gather(labels, idx)),
         num_parallel_calls=tf.data.AUTOTUNE,

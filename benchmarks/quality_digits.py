@@ -2,7 +2,7 @@
 
     python benchmarks/quality_digits.py train_results/<digits run> [--per-class 200] [--json]
 
-Trains a small CNN on the real (balanced) digits training split at the run's image size, reports
+Trains fid.py's small CNN classifier on the real (balanced) digits training split at the run's image size, reports
 its accuracy on the real test split, then the share of the run's generated images of each class
 that it assigns to that class. The goal for the default `make train` run is at least 90% for
 every class, minority classes included.
@@ -18,35 +18,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 
-def build_classifier(image_shape, num_classes):
-    import keras
-    from keras import layers
-    model = keras.Sequential([
-        keras.Input(image_shape),
-        layers.Conv2D(32, 3, padding="same", activation="relu"),
-        layers.MaxPooling2D(),
-        layers.Conv2D(64, 3, padding="same", activation="relu"),
-        layers.MaxPooling2D(),
-        layers.Flatten(),
-        layers.Dropout(0.3),
-        layers.Dense(num_classes),
-    ], name="digits_judge")
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
-    return model
-
-
-def train_judge(image_size, seed=0, epochs=15):
-    """The judge: a CNN trained on the real balanced digits; returns (model, test accuracy)."""
-    import keras
-    from datasets import load_dataset, to_model_range
-    keras.utils.set_random_seed(seed)
-    data = load_dataset("digits", image_size=image_size)
-    model = build_classifier(data.x_train.shape[1:], data.num_classes)
-    model.fit(to_model_range(data.x_train), data.y_train, batch_size=64, epochs=epochs, verbose=0)
-    _, accuracy = model.evaluate(to_model_range(data.x_test), data.y_test, verbose=0)
-    return model, float(accuracy)
+def train_judge(image_size, seed=0):
+    """The judge: fid.py's feature classifier trained on the real balanced digits; (model, test accuracy)."""
+    from datasets import load_dataset
+    from fid import train_feature_classifier
+    return train_feature_classifier(load_dataset("digits", image_size=image_size), seed=seed, epochs=15)
 
 
 def generated_recognition(judge, generator, num_classes, latent_dim, per_class, seed=0):

@@ -117,7 +117,6 @@ def test_gradient_penalty_averages_per_sample_norms_of_a_label_dependent_critic(
 
 
 def test_gradient_penalty_is_taken_at_the_interpolate_of_real_and_fake():
-    rng = np.random.default_rng(12)
     model = small_gan()
     model.critic = quadratic_critic()
     real, labels = real_batch(5)

@@ -19,7 +19,7 @@ from PIL import Image, ImageSequence
 
 import bagan_train
 from bagan_train import GRID_ROWS, main
-from datasets import DatasetError, load_dataset
+from datasets import load_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = [str(c) for c in range(10)]

@@ -1,0 +1,790 @@
+"""Per-class FID and KID of BAGAN-GP runs (the paper's Table 4).
+
+    python fid.py train_results/<run> [more runs] [--baselines] [--per-class 1000] [--json]
+    python fid.py train_results/<run> --features classifier      # domains far from ImageNet
+    python fid.py train_results/<run> --weights random           # smoke runs: not comparable
+
+For every class c, images G(z, c) of each run's generator are compared with the real test images
+of class c in a feature space:
+
+* ``inception`` (default): the 2048-d average-pooled output of Keras' InceptionV3 with ImageNet
+  weights. Images in [-1, 1] (InceptionV3's own input range) are tiled to three channels and
+  resized to 299x299 bilinearly inside the graph. Keras' weights are a port of the original ones,
+  so the values are comparable between runs scored here, not to FIDs published elsewhere.
+* ``classifier``: the penultimate layer of a small CNN trained on the dataset's real training
+  split, saved as ``fid_classifier.keras`` in the (first) run folder.
+
+The Frechet distance between the Gaussians N(mu1, S1) and N(mu2, S2) fitted to two feature sets
+(Heusel et al. 2017) is
+
+    FID = |mu1 - mu2|^2 + tr S1 + tr S2 - 2 tr sqrt(S1 S2),
+
+computed in float64 with tr sqrt(S1 S2) = sum sqrt(eig(sqrt(S1) S2 sqrt(S1))), the symmetric
+square root taken from an eigen-decomposition. The kernel inception distance (Binkowski et al.
+2018) is the unbiased MMD^2 with the kernel k(x, y) = (x.y / d + 1)^3.
+
+Real-image features are cached per dataset, split, class, feature extractor, image size and
+protocol (``~/.cache/bagan-gp/fid`` or ``--cache-dir``), so scoring many checkpoints against the
+same test set extracts the real features once.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from bagan_train import atomic_write  # noqa: E402
+
+INCEPTION_WEIGHTS_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
+INCEPTION_WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/"
+                         f"inception_v3/{INCEPTION_WEIGHTS_FILE}")
+INCEPTION_WEIGHTS_MD5 = "bcbd6486424b2319ff4ef7d526e38f63"
+"""MD5 of the official file, as Keras checks it when it downloads the weights itself."""
+INCEPTION_SIZE = 299
+INCEPTION_DIMS = 2048
+
+CLASSIFIER_FILE = "fid_classifier.keras"
+CLASSIFIER_META = "fid_classifier.json"
+CLASSIFIER_DIMS = 128
+CLASSIFIER_EPOCHS = 10
+
+CACHE_FORMAT = 1
+DEFAULT_PER_CLASS = 1000
+DEFAULT_BATCH_SIZE = 50
+KID_SUBSETS = 10
+KID_SUBSET_SIZE = 1000
+
+GENERATED = "generated"
+RECONSTRUCTED = "Rec. samples (Autoencoder)"
+REAL_TRAIN = "Real samples (Train)"
+
+
+class UsageError(Exception):
+    """A bad flag, run folder or weights file: reported in one line, exit status 2."""
+
+
+class SingularCovarianceWarning(UserWarning):
+    """A covariance estimated from no more samples than feature dimensions (it is singular)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The distances (numpy in, float out)
+
+
+def _as_statistics(mu, sigma):
+    mu = np.asarray(mu, np.float64).reshape(-1)
+    sigma = np.asarray(sigma, np.float64)
+    if sigma.shape != (mu.size, mu.size):
+        raise ValueError(f"covariance of shape {sigma.shape} does not match a mean of size {mu.size}")
+    return mu, (sigma + sigma.T) / 2
+
+
+def psd_sqrt(sigma):
+    """Symmetric square root of a covariance, negative round-off eigenvalues clipped to 0."""
+    w, v = np.linalg.eigh(sigma)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def trace_sqrt_product(sigma1_sqrt, sigma2):
+    """tr sqrt(S1 S2) = sum sqrt(eig(sqrt(S1) S2 sqrt(S1))), given sqrt(S1)."""
+    m = sigma1_sqrt @ sigma2 @ sigma1_sqrt
+    eig = np.linalg.eigvalsh((m + m.T) / 2)
+    return float(np.sqrt(np.clip(eig, 0.0, None)).sum())
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2):
+    """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2), in float64.
+
+    Singular covariances are fine (the square roots are of positive semi-definite matrices);
+    the result is clipped at 0 against round-off.
+    """
+    mu1, sigma1 = _as_statistics(mu1, sigma1)
+    mu2, sigma2 = _as_statistics(mu2, sigma2)
+    if mu1.shape != mu2.shape:
+        raise ValueError(f"means of different sizes: {mu1.size} and {mu2.size}")
+    diff = mu1 - mu2
+    value = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_sqrt_product(psd_sqrt(sigma1), sigma2)
+    return max(float(value), 0.0)
+
+
+def feature_statistics(features):
+    """Mean and covariance (float64, unbiased) of features (N, d); warns when N <= d."""
+    f = np.asarray(features, np.float64)
+    if f.ndim != 2 or len(f) == 0:
+        raise ValueError(f"features must be a non-empty (N, d) array, got shape {f.shape}")
+    n, d = f.shape
+    if n <= d:
+        warnings.warn(f"{n} samples of {d}-d features: the covariance has rank at most {n - 1} < {d} "
+                      "and is singular; the FID stays finite but is biased upward",
+                      SingularCovarianceWarning, stacklevel=2)
+    sigma = np.cov(f, rowvar=False) if n > 1 else np.zeros((d, d))
+    return f.mean(axis=0), np.atleast_2d(sigma)
+
+
+def _polynomial_mmd2(x, y):
+    """Unbiased MMD^2 of samples x (m, d) and y (n, d) with k(a, b) = (a.b / d + 1)^3."""
+    d = x.shape[1]
+    m, n = len(x), len(y)
+    kxx = (x @ x.T / d + 1.0) ** 3
+    kyy = (y @ y.T / d + 1.0) ** 3
+    kxy = (x @ y.T / d + 1.0) ** 3
+    return float((kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+                 + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+                 - 2.0 * kxy.mean())
+
+
+def kernel_inception_distance(features1, features2, subsets=KID_SUBSETS, subset_size=KID_SUBSET_SIZE, seed=0):
+    """KID: unbiased polynomial-kernel MMD^2 of two feature sets (Binkowski et al. 2018).
+
+    When both sets have at most ``subset_size`` samples the estimate uses all of them; otherwise it
+    is the mean over ``subsets`` random subsets of up to ``subset_size`` samples from each set.
+    """
+    x = np.asarray(features1, np.float64)
+    y = np.asarray(features2, np.float64)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
+        raise ValueError(f"features of shapes {x.shape} and {y.shape} are not two (N, d) sets of equal d")
+    if len(x) < 2 or len(y) < 2:
+        raise ValueError("KID needs at least 2 samples in each set")
+    m, n = min(len(x), subset_size), min(len(y), subset_size)
+    if m == len(x) and n == len(y):
+        return _polynomial_mmd2(x, y)
+    rng = np.random.default_rng(seed)
+    return float(np.mean([
+        _polynomial_mmd2(x[rng.choice(len(x), m, replace=False)], y[rng.choice(len(y), n, replace=False)])
+        for _ in range(subsets)
+    ]))
+
+
+@dataclass
+class FeatureSet:
+    """Features of one image set and their Gaussian statistics, for FID and KID against others.
+
+    FID between feature sets takes the same trace as :func:`frechet_distance`, in whichever of two
+    equal forms is cheaper: with sqrt(S1) S2 sqrt(S1) (d x d, sqrt(S1) kept per reference set), or,
+    when a set has n <= d samples so that S = F^T F with the n x d matrix F of its centred samples
+    over sqrt(n - 1), with F S' F^T (n x n), which has the same nonzero eigenvalues.
+    """
+
+    features: np.ndarray
+
+    @property
+    def n(self):
+        return len(self.features)
+
+    @functools.cached_property
+    def stats(self):
+        return feature_statistics(self.features)
+
+    @functools.cached_property
+    def sigma_sqrt(self):
+        return psd_sqrt(self.stats[1])
+
+    @functools.cached_property
+    def factor(self):
+        f = np.asarray(self.features, np.float64)
+        return (f - f.mean(axis=0)) / math.sqrt(max(self.n - 1, 1))
+
+    def _trace_sqrt_product(self, other):
+        small, large = (other, self) if other.n <= self.n else (self, other)
+        if small.n <= self.features.shape[1]:
+            m = small.factor @ large.stats[1] @ small.factor.T
+            return float(np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0.0, None)).sum())
+        return trace_sqrt_product(self.sigma_sqrt, other.stats[1])
+
+    def fid(self, other: "FeatureSet") -> float:
+        """FID between this (reference) set and `other`."""
+        (mu1, sigma1), (mu2, sigma2) = self.stats, other.stats
+        diff = mu1 - mu2
+        value = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * self._trace_sqrt_product(other)
+        return max(float(value), 0.0)
+
+    def kid(self, other: "FeatureSet") -> float:
+        """KID between this set and `other`; NaN when a set has fewer than 2 samples."""
+        if min(self.n, other.n) < 2:
+            return math.nan
+        return kernel_inception_distance(self.features, other.features)
+
+
+# ---------------------------------------------------------------------------------------------
+# Feature extraction, batch by batch
+
+
+class Progress:
+    """Images done and images/s on stderr: one updating line on a terminal, else every 10 s."""
+
+    def __init__(self, label, total=None, stream=None):
+        self.label, self.total = label, total
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.done = 0
+        self.start = self.last = time.perf_counter()
+
+    def _line(self):
+        seconds = time.perf_counter() - self.start
+        of = f"/{self.total}" if self.total else ""
+        rate = self.done / seconds if seconds > 0 else 0.0
+        return f"[fid] {self.label}: {self.done}{of} images, {seconds:.1f} s, {rate:.1f} img/s"
+
+    def update(self, n):
+        self.done += n
+        now = time.perf_counter()
+        if self.tty:
+            print(f"\r{self._line()}", end="", file=self.stream, flush=True)
+        elif now - self.last >= 10:
+            print(self._line(), file=self.stream, flush=True)
+            self.last = now
+
+    def close(self):
+        print(f"\r{self._line()}" if self.tty else self._line(), file=self.stream, flush=True)
+
+
+@dataclass
+class FeatureExtractor:
+    """Images in [-1, 1] (N, H, W, C) -> float32 features (N, dims).
+
+    ``identity`` names the features exactly (it goes into cache keys); ``description`` is what the
+    output says; ``comparable`` is False for features that mean nothing (random weights).
+    """
+
+    fn: Callable
+    identity: str
+    description: str
+    dims: int
+    comparable: bool = True
+    images: int = field(default=0, init=False)
+
+    def __call__(self, images) -> np.ndarray:
+        out = np.asarray(self.fn(images), np.float32)
+        self.images += len(out)
+        return out.reshape(len(out), -1)
+
+
+def extract_features(batches: Iterable, extractor: FeatureExtractor, total=None, label="images", quiet=False):
+    """Features of every image of `batches` (an iterable of image batches in [-1, 1])."""
+    progress = None if quiet else Progress(label, total)
+    parts = []
+    for batch in batches:
+        parts.append(extractor(batch))
+        if progress:
+            progress.update(len(parts[-1]))
+    if progress:
+        progress.close()
+    return np.concatenate(parts) if parts else np.zeros((0, extractor.dims), np.float32)
+
+
+def real_batches(images_uint8, batch_size):
+    """uint8 images -> float32 batches in [-1, 1]."""
+    from datasets import to_model_range
+    for start in range(0, len(images_uint8), batch_size):
+        yield to_model_range(images_uint8[start:start + batch_size])
+
+
+def generated_batches(generator, label, n, batch_size, seed=0):
+    """n images G(z, label), z ~ N(0, I) from a generator seeded by (seed, label)."""
+    latent_dim = generator.inputs[0].shape[-1]
+    rng = np.random.default_rng([seed, label])
+    for start in range(0, n, batch_size):
+        k = min(batch_size, n - start)
+        z = rng.standard_normal((k, latent_dim)).astype(np.float32)
+        yield generator([z, np.full(k, label, np.int32)], training=False)
+
+
+def reconstructed_batches(autoencoder, images_uint8, label, batch_size):
+    """The autoencoder's reconstructions of uint8 images of one class."""
+    import tensorflow as tf
+    for batch in real_batches(images_uint8, batch_size):
+        yield autoencoder(batch, tf.fill([len(batch)], tf.constant(label, tf.int32)))
+
+
+def _rgb(images):
+    import tensorflow as tf
+    channels = images.shape[-1]
+    if channels == 3:
+        return images
+    if channels == 1:
+        return tf.tile(images, [1, 1, 1, 3])
+    raise UsageError(f"images with {channels} channels: only 1 (grayscale) or 3 (RGB) are supported")
+
+
+def _randomize(model, seed):
+    """Deterministic He-normal kernels from numpy (random-weight features for tests only)."""
+    rng = np.random.default_rng(seed)
+    for w in model.weights:
+        if w.path.endswith("kernel"):
+            fan_in = int(np.prod(w.shape[:-1]))
+            w.assign((rng.standard_normal(tuple(w.shape)) * np.sqrt(2.0 / fan_in)).astype(np.float32))
+
+
+def _file_digests(path):
+    sha, md5 = hashlib.sha256(), hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+            md5.update(block)
+    return sha.hexdigest(), md5.hexdigest()
+
+
+def _keras_home():
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
+
+
+def inception_weights_path(weights=None):
+    """The ImageNet weights file to use: --weights PATH, else the Keras cache; None for 'random'."""
+    if weights == "random":
+        return None
+    get = f"download {INCEPTION_WEIGHTS_URL}"
+    if weights:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise UsageError(f"weights file {path} does not exist: {get} and pass its path to --weights")
+        return path
+    path = _keras_home() / "models" / INCEPTION_WEIGHTS_FILE
+    if not path.is_file():
+        raise UsageError(f"InceptionV3 ImageNet weights not found: {get} and save it as {path} "
+                         "(or pass --weights PATH; --weights random only for smoke runs, not comparable)")
+    return path
+
+
+def inception_extractor(weights_path=None, seed=0) -> FeatureExtractor:
+    """InceptionV3 average-pool features; ImageNet weights from `weights_path`, random if None."""
+    import keras
+    import tensorflow as tf
+    try:
+        base = keras.applications.InceptionV3(
+            include_top=False, pooling="avg", input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3),
+            weights=str(weights_path) if weights_path else None)
+    except Exception as e:
+        reason = (str(e).splitlines() or [type(e).__name__])[0]
+        raise UsageError(f"cannot load InceptionV3 weights from {weights_path}: {reason}") from None
+
+    def features(images):
+        x = tf.image.resize(_rgb(tf.cast(images, tf.float32)), (INCEPTION_SIZE, INCEPTION_SIZE), method="bilinear")
+        return base(x, training=False)
+
+    name = f"InceptionV3 avg pool ({INCEPTION_DIMS}-d)"
+    if weights_path is None:
+        _randomize(base, seed)
+        return FeatureExtractor(tf.function(features, reduce_retracing=True),
+                                f"inception_v3/random-{seed}/keras-{keras.__version__}",
+                                f"{name}, random weights (seed {seed})",
+                                INCEPTION_DIMS, comparable=False)
+    sha256, md5 = _file_digests(weights_path)
+    origin = "official Keras ImageNet weights" if md5 == INCEPTION_WEIGHTS_MD5 else \
+        f"weights from {weights_path} (not the official Keras file)"
+    return FeatureExtractor(tf.function(features, reduce_retracing=True),
+                            f"inception_v3/sha256-{sha256}/keras-{keras.__version__}",
+                            f"{name}, {origin}", INCEPTION_DIMS)
+
+
+# ---------------------------------------------------------------------------------------------
+# Classifier features
+
+
+def build_feature_classifier(image_shape, num_classes, dims=CLASSIFIER_DIMS):
+    """A small CNN whose penultimate layer, named 'features', gives the classifier feature space."""
+    import keras
+    from keras import layers
+    image = keras.Input(image_shape, name="image")
+    x = image
+    for filters in (32, 64, 128):
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        x = layers.MaxPooling2D()(x)
+    features = layers.Dense(dims, activation="relu", name="features")(layers.Flatten()(x))
+    logits = layers.Dense(num_classes, name="logits")(layers.Dropout(0.3)(features))
+    model = keras.Model(image, logits, name="fid_classifier")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    return model
+
+
+def train_feature_classifier(data, seed=0, epochs=CLASSIFIER_EPOCHS, batch_size=64):
+    """Train the feature CNN on the real training split (class-balanced loss); returns (model, test accuracy)."""
+    import keras
+    from datasets import make_tf_dataset
+    keras.utils.set_random_seed(seed)
+    model = build_feature_classifier(data.x_train.shape[1:], data.num_classes)
+    counts = np.bincount(data.y_train, minlength=data.num_classes)
+    class_weight = {c: len(data.y_train) / (data.num_classes * n) for c, n in enumerate(counts) if n}
+    model.fit(make_tf_dataset(data.x_train, data.y_train, batch_size, seed=seed), epochs=epochs,
+              class_weight=class_weight, shuffle=False, verbose=0)
+    _, accuracy = model.evaluate(make_tf_dataset(data.x_test, data.y_test, 256, shuffle=False), verbose=0)
+    return model, float(accuracy)
+
+
+def classifier_model_path(run_dir, data, dataset_key, seed=0):
+    """`fid_classifier.keras` in run_dir, trained now unless one for the same dataset is there."""
+    path, meta_path = Path(run_dir) / CLASSIFIER_FILE, Path(run_dir) / CLASSIFIER_META
+    if path.is_file() and meta_path.is_file():
+        try:
+            if json.loads(meta_path.read_text())["dataset"] == dataset_key:
+                return path
+        except (OSError, ValueError, KeyError):
+            pass
+    print(f"[fid] training the feature classifier on {len(data.x_train)} real training images "
+          f"-> {path}", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    model, accuracy = train_feature_classifier(data, seed, CLASSIFIER_EPOCHS)
+    atomic_write(path, model.save)
+    meta = dict(dataset=dataset_key, test_accuracy=accuracy, epochs=CLASSIFIER_EPOCHS)
+    atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2)))
+    print(f"[fid] feature classifier: test accuracy {accuracy:.1%}, {time.perf_counter() - start:.1f} s",
+          file=sys.stderr, flush=True)
+    return path
+
+
+def classifier_extractor(model_path) -> FeatureExtractor:
+    """Features of the 'features' layer of a saved classifier; images resized to its input."""
+    import keras
+    import tensorflow as tf
+    model = keras.models.load_model(model_path)
+    features_model = keras.Model(model.inputs, model.get_layer("features").output)
+    size, channels = model.input_shape[1:3], model.input_shape[3]
+    dims = features_model.output_shape[-1]
+
+    def features(images):
+        x = tf.cast(images, tf.float32)
+        if x.shape[-1] != channels:
+            x = tf.reduce_mean(x, axis=-1, keepdims=True) if channels == 1 else _rgb(x)
+        if tuple(x.shape[1:3]) != tuple(size):
+            x = tf.image.resize(x, size, method="bilinear")
+        return features_model(x, training=False)
+
+    sha256, _ = _file_digests(model_path)
+    meta_path = Path(model_path).with_name(CLASSIFIER_META)
+    accuracy = ""
+    if meta_path.is_file():
+        with open(meta_path) as f:
+            accuracy = f", test accuracy {json.load(f)['test_accuracy']:.1%}"
+    return FeatureExtractor(tf.function(features, reduce_retracing=True), f"classifier/sha256-{sha256}",
+                            f"classifier penultimate layer ({dims}-d) of {model_path}{accuracy}", dims)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cache of real-image features
+
+
+def default_cache_dir():
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bagan-gp" / "fid"
+
+
+def cache_file(cache_dir, key):
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+    return Path(cache_dir) / f"{digest[:40]}.npz"
+
+
+def cached_real_features(images_uint8, key, extractor, cache_dir, batch_size=DEFAULT_BATCH_SIZE,
+                         label="real images", quiet=False):
+    """Features of real uint8 images, from the cache when the same key was extracted before.
+
+    The key given (dataset, split, class, image size, protocol ...) is completed with the
+    extractor's identity and a hash of the images themselves; returns (features, cache hit).
+    """
+    images_uint8 = np.ascontiguousarray(images_uint8, np.uint8)
+    key = dict(key, format=CACHE_FORMAT, extractor=extractor.identity, count=len(images_uint8),
+               shape=list(images_uint8.shape[1:]),
+               images_sha256=hashlib.sha256(images_uint8.tobytes()).hexdigest())
+    path = cache_file(cache_dir, key) if cache_dir else None
+    if path and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                if json.loads(str(stored["key"])) == key:
+                    return stored["features"], True
+        except (OSError, ValueError, KeyError):
+            pass
+    features = extract_features(real_batches(images_uint8, batch_size), extractor,
+                                len(images_uint8), label, quiet)
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+        def write(tmp):
+            with open(tmp, "wb") as f:
+                np.savez(f, features=features, key=np.array(json.dumps(key, sort_keys=True)))
+        atomic_write(path, write)
+    return features, False
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs and the table
+
+
+@dataclass
+class Run:
+    path: Path
+    config: dict
+
+    @property
+    def name(self):
+        return self.path.resolve().name
+
+
+def load_run(run_dir):
+    """A run folder's config; the folder must hold config.json and generator.keras."""
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise UsageError(f"run folder {run_dir} does not exist")
+    for needed in ("config.json", "generator.keras"):
+        if not (path / needed).is_file():
+            raise UsageError(f"{run_dir} has no {needed}: is it a finished run folder?")
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise UsageError(f"cannot read {path / 'config.json'}: {e}") from None
+    missing = [k for k in ("dataset", "image_size", "class_names") if k not in config]
+    if missing:
+        raise UsageError(f"{path / 'config.json'} lacks {', '.join(missing)}")
+    return Run(path, config)
+
+
+def dataset_key(run, args):
+    """Dataset, data folder, protocol, image size and split seed of a run, flags overriding."""
+    from datasets import DATASET_NAMES
+    config = run.config
+    name = args.dataset or config["dataset"]
+    if name not in DATASET_NAMES and os.path.isdir(name):
+        name = os.path.abspath(name)
+    data_dir = args.data_dir if args.data_dir is not None else config.get("data_dir")
+    return dict(
+        dataset=name,
+        data_dir=os.path.abspath(data_dir) if data_dir else None,
+        imbalanced=bool(config.get("imbalanced", False) if args.imbalanced is None else args.imbalanced),
+        image_size=int(args.image_size or config["image_size"]),
+        seed=int(config.get("seed", 42) if args.split_seed is None else args.split_seed),
+    )
+
+
+def load_model(path):
+    import keras
+    try:
+        return keras.models.load_model(path)
+    except Exception as e:
+        reason = (str(e).splitlines() or [type(e).__name__])[0]
+        raise UsageError(f"cannot load {path}: {reason}") from None
+
+
+def load_autoencoder(run):
+    """The run's reconstruction function (images, labels) -> images (v3 goes through the embedding)."""
+    names = ("encoder", "embedding", "decoder")
+    missing = [n for n in names if not (run.path / f"{n}.keras").is_file()]
+    if missing:
+        raise UsageError(f"{run.path} has no {', '.join(n + '.keras' for n in missing)} for the autoencoder baseline")
+    encoder, embedding, decoder = (load_model(run.path / f"{n}.keras") for n in names)
+    if run.config.get("variant", "v3") == "v3":
+        return lambda x, y: decoder(embedding([encoder(x, training=False), y], training=False), training=False)
+    return lambda x, y: decoder(encoder(x, training=False), training=False)
+
+
+def _first_per_class(x, y, label, limit):
+    images = x[y == label]
+    return images[:limit] if limit else images
+
+
+def _nan_to_none(values):
+    return [None if v is None or not math.isfinite(v) else v for v in values]
+
+
+@dataclass
+class Scoring:
+    """What one table shares: the dataset, the feature extractor, the cache and the batch size."""
+
+    data: object
+    key: dict
+    extractor: FeatureExtractor
+    cache_dir: Path
+    batch_size: int
+    real_per_class: int | None
+    cache_hits: int = 0
+
+    def real(self, split, c) -> FeatureSet:
+        """Features of the real images of class c in a split (first `real_per_class` of them), cached."""
+        x, y = (self.data.x_test, self.data.y_test) if split == "test" else (self.data.x_train, self.data.y_train)
+        name = self.data.class_names[c]
+        features, hit = cached_real_features(
+            _first_per_class(x, y, c, self.real_per_class), dict(self.key, split=split, label=c, class_name=name),
+            self.extractor, self.cache_dir, self.batch_size, f"{split} images of class {name}")
+        self.cache_hits += hit
+        return FeatureSet(features)
+
+    def features(self, batches, total, label) -> FeatureSet:
+        return FeatureSet(extract_features(batches, self.extractor, total, label))
+
+
+def _row(name, kind, reference, feature_sets, comparable, run=None):
+    return dict(name=name, type=kind, run_dir=str(run.path) if run else None,
+                counts=[len(f.features) for f in feature_sets],
+                fid=_nan_to_none([ref.fid(f) for ref, f in zip(reference, feature_sets)]),
+                kid=_nan_to_none([ref.kid(f) for ref, f in zip(reference, feature_sets)]),
+                comparable=comparable)
+
+
+def _runs_and_dataset(args):
+    runs = [load_run(d) for d in args.run_dirs]
+    keys = [dataset_key(r, args) for r in runs]
+    if any(k != keys[0] for k in keys[1:]):
+        raise UsageError("the runs use different datasets, protocols, image sizes or split seeds "
+                         f"({', '.join(sorted({json.dumps(k, sort_keys=True) for k in keys}))}); "
+                         "score them separately or override with --dataset/--image-size/--imbalanced/--split-seed")
+    if args.baselines and any(r.config["image_size"] != keys[0]["image_size"] for r in runs):
+        raise UsageError("--baselines needs the real images at the run's own image size (the autoencoder's input)")
+    return runs, keys[0]
+
+
+def score(args) -> dict:
+    """The whole table as a JSON-able dict (see ``parse_args`` for the flags)."""
+    from datasets import load_dataset
+    runs, key = _runs_and_dataset(args)
+    weights = inception_weights_path(args.weights) if args.features == "inception" else None
+    data = load_dataset(key["dataset"], data_dir=key["data_dir"], image_size=key["image_size"],
+                        imbalanced=key["imbalanced"], seed=key["seed"])
+    for run in runs:
+        if list(run.config["class_names"]) != list(data.class_names):
+            raise UsageError(f"{run.path} was trained on classes {run.config['class_names']}, "
+                             f"but the dataset has {data.class_names}")
+    if args.features == "classifier":
+        extractor = classifier_extractor(classifier_model_path(runs[0].path, data, key, key["seed"]))
+    else:
+        extractor = inception_extractor(weights, seed=args.seed)
+
+    scoring = Scoring(data, key, extractor, Path(args.cache_dir or default_cache_dir()),
+                      args.batch_size, args.real_per_class)
+    classes, names, bs = range(data.num_classes), data.class_names, args.batch_size
+    reference = [scoring.real("test", c) for c in classes]
+    rows = []
+    for run in runs:
+        generator = load_model(run.path / "generator.keras")
+        generated = [scoring.features(generated_batches(generator, c, args.per_class, bs, args.seed),
+                                      args.per_class, f"{run.name} class {names[c]}") for c in classes]
+        rows.append(_row(run.name, GENERATED, reference, generated, extractor.comparable, run))
+    if args.baselines:
+        for run in runs:
+            autoencoder = load_autoencoder(run)
+            test_images = [_first_per_class(data.x_test, data.y_test, c, args.real_per_class) for c in classes]
+            reconstructed = [scoring.features(reconstructed_batches(autoencoder, test_images[c], c, bs),
+                                              len(test_images[c]), f"{run.name} reconstructions of class {names[c]}")
+                             for c in classes]
+            name = RECONSTRUCTED if len(runs) == 1 else f"{RECONSTRUCTED} {run.name}"
+            rows.append(_row(name, "reconstructed", reference, reconstructed, extractor.comparable, run))
+        train = [scoring.real("train", c) for c in classes]
+        rows.append(_row(REAL_TRAIN, "real_train", reference, train, extractor.comparable))
+
+    return dict(
+        dataset=key["dataset"], data_dir=key["data_dir"], imbalanced=key["imbalanced"],
+        image_size=key["image_size"], split_seed=key["seed"],
+        features=args.features, feature_space=extractor.description, feature_dims=extractor.dims,
+        comparable=extractor.comparable,
+        note=None if extractor.comparable else "not comparable: random feature weights, for tests and smoke runs only",
+        generated_per_class=args.per_class, noise_seed=args.seed, reference="test",
+        classes=[dict(name=n, reference_count=len(r.features)) for n, r in zip(names, reference)],
+        rows=rows, cached_real_sets=scoring.cache_hits, cache_dir=str(scoring.cache_dir),
+    )
+
+
+def _cell(value, fmt):
+    return "n/a" if value is None else format(value, fmt)
+
+
+def format_table(result) -> str:
+    """Paper Table 4 layout: a row per run (and baseline), a column per class with its count."""
+    header = [f"{c['name']} ({c['reference_count']} samples)" for c in result["classes"]]
+    mark = "" if result["comparable"] else " [not comparable]"
+    names = [row["name"] + mark for row in result["rows"]]
+    protocol = "imbalanced" if result["imbalanced"] else "balanced"
+    lines = [
+        f"Dataset: {result['dataset']} ({protocol}, {result['image_size']}x{result['image_size']}, "
+        f"split seed {result['split_seed']})",
+        f"Features: {result['feature_space']}",
+        f"Generated: {result['generated_per_class']} images per class per run (noise seed "
+        f"{result['noise_seed']}); reference: the test images of each class (count in the header)",
+    ]
+    if result["note"]:
+        lines.append(f"NOTE: {result['note']}")
+    for metric, fmt in (("FID", ".2f"), ("KID", ".4f")):
+        table = [[metric, *header]] + [[n, *(_cell(v, fmt) for v in row[metric.lower()])]
+                                       for n, row in zip(names, result["rows"])]
+        widths = [max(len(r[i]) for r in table) for i in range(len(header) + 1)]
+        lines.append("")
+        for r in table:
+            lines.append("  ".join([r[0].ljust(widths[0])] + [v.rjust(w) for v, w in zip(r[1:], widths[1:])]))
+    for row in result["rows"]:
+        if row["type"] == "reconstructed":
+            lines.append(f"{row['name']}: the run's autoencoder reconstructions of the reference images")
+        elif row["type"] == "real_train":
+            counts = ", ".join(f"{c['name']}: {n}" for c, n in zip(result["classes"], row["counts"]))
+            lines.append(f"{row['name']}: the training images of each class ({counts})")
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description="Per-class FID and KID of BAGAN-GP runs against the real test images (paper Table 4).")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders written by bagan_train.py")
+    p.add_argument("--dataset", help="dataset name or folder (default: the run's)")
+    p.add_argument("--data-dir", help="where the dataset's files are (default: the run's)")
+    p.add_argument("--image-size", type=int, help="real image size (default: the run's)")
+    p.add_argument("--imbalanced", action=argparse.BooleanOptionalAction, default=None,
+                   help="the paper's imbalanced protocol (default: the run's)")
+    p.add_argument("--split-seed", type=int, help="train/test split seed (default: the run's seed)")
+    p.add_argument("--per-class", type=int, default=DEFAULT_PER_CLASS,
+                   help=f"generated images per class (default {DEFAULT_PER_CLASS})")
+    p.add_argument("--real-per-class", type=int, default=None,
+                   help="use only the first N real images of each class (default: all; for smoke runs)")
+    p.add_argument("--baselines", action="store_true",
+                   help=f"add the rows '{RECONSTRUCTED}' and '{REAL_TRAIN}'")
+    p.add_argument("--features", choices=["inception", "classifier"], default="inception",
+                   help="InceptionV3 (ImageNet) features, or a CNN trained on the dataset")
+    p.add_argument("--weights", metavar="PATH|random",
+                   help=f"InceptionV3 weights file (default: $KERAS_HOME/models/{INCEPTION_WEIGHTS_FILE}); "
+                        "'random': untrained, not comparable")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="images per batch")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generator noise (and of random weights)")
+    p.add_argument("--cache-dir", help=f"real-feature cache (default {default_cache_dir()})")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    args = p.parse_args(argv)
+    for flag in ("per_class", "real_per_class"):
+        value = getattr(args, flag)
+        if value is not None and value < 2:
+            p.error(f"--{flag.replace('_', '-')} must be at least 2")
+    if args.batch_size < 1:
+        p.error("--batch-size must be at least 1")
+    if args.weights and args.features != "inception":
+        p.error("--weights applies to --features inception")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from datasets import DatasetError
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SingularCovarianceWarning)
+            result = score(args)
+    except (UsageError, DatasetError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    singular = sum(issubclass(w.category, SingularCovarianceWarning) for w in caught)
+    messages = sorted({str(w.message) for w in caught if not issubclass(w.category, SingularCovarianceWarning)})
+    if singular:
+        messages.insert(0, f"{singular} feature sets have no more samples than the {result['feature_dims']} "
+                           "feature dimensions: their covariances are singular; the FID stays finite but is "
+                           "biased upward (compare only equal sample counts)")
+    for message in messages:
+        print(f"warning: {message}", file=sys.stderr)
+    result["warnings"] = messages
+    print(json.dumps(result) if args.json else format_table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,384 @@
+"""Tests of fid.py: the distances against closed forms and a reference, the cache, the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import fid  # noqa: E402
+
+COMMON = ["--weights", "random", "--per-class", "8", "--real-per-class", "8", "--batch-size", "8"]
+
+
+def reference_fid(mu1, sigma1, mu2, sigma2, eps=1e-6):
+    """The published formula (TTUR, pytorch-fid): scipy's sqrtm of S1 S2, an eps offset if it fails."""
+    diff = mu1 - mu2
+    covmean = scipy.linalg.sqrtm(sigma1.dot(sigma2))
+    if not np.isfinite(covmean).all():
+        offset = np.eye(sigma1.shape[0]) * eps
+        covmean = scipy.linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        covmean = covmean.real
+    return diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean)
+
+
+def direct_kid(x, y):
+    """Unbiased MMD^2 with k(a, b) = (a.b / d + 1)^3, pair by pair."""
+    d = x.shape[1]
+
+    def k(a, b):
+        return (a @ b / d + 1.0) ** 3
+
+    m, n = len(x), len(y)
+    xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(k(y[i], y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    xy = sum(k(x[i], y[j]) for i in range(m) for j in range(n)) / (m * n)
+    return xx + yy - 2 * xy
+
+
+def gaussian_features(rng, n, d, shift=0.0):
+    """n samples of a correlated d-dimensional Gaussian (well conditioned)."""
+    mixing = np.eye(d) + 0.3 * rng.standard_normal((d, d)) / np.sqrt(d)
+    return rng.standard_normal((n, d)) @ mixing + shift
+
+
+def stats(features):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fid.SingularCovarianceWarning)
+        return fid.feature_statistics(features)
+
+
+# ---------------------------------------------------------------------------------------------
+# Frechet distance
+
+
+def test_identical_statistics_give_zero():
+    mu, sigma = stats(gaussian_features(np.random.default_rng(0), 200, 16))
+    assert fid.frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0.0, abs=1e-9 * np.trace(sigma))
+
+
+def test_mean_shift_only_gives_squared_distance():
+    rng = np.random.default_rng(1)
+    mu, sigma = stats(gaussian_features(rng, 200, 16))
+    delta = rng.standard_normal(16)
+    assert fid.frechet_distance(mu, sigma, mu + delta, sigma) == pytest.approx(delta @ delta, rel=1e-9)
+
+
+def test_diagonal_covariances_match_closed_form():
+    rng = np.random.default_rng(2)
+    mu1, mu2 = rng.standard_normal(32), rng.standard_normal(32)
+    s1, s2 = rng.uniform(0.1, 3.0, 32), rng.uniform(0.1, 3.0, 32)
+    expected = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(s1) - np.sqrt(s2)) ** 2)
+    assert fid.frechet_distance(mu1, np.diag(s1), mu2, np.diag(s2)) == pytest.approx(expected, rel=1e-10)
+
+
+@pytest.mark.parametrize("seed", [3, 4, 5])
+def test_agrees_with_sqrtm_reference(seed):
+    rng = np.random.default_rng(seed)
+    mu1, sigma1 = stats(gaussian_features(rng, 400, 64))
+    mu2, sigma2 = stats(gaussian_features(rng, 400, 64, shift=0.2) * 1.3)
+    value = fid.frechet_distance(mu1, sigma1, mu2, sigma2)
+    assert isinstance(value, float)
+    assert value == pytest.approx(reference_fid(mu1, sigma1, mu2, sigma2), rel=1e-6)
+
+
+def test_singular_covariance_is_finite_and_warns():
+    rng = np.random.default_rng(6)
+    with pytest.warns(fid.SingularCovarianceWarning, match="10 samples of 32-d"):
+        mu1, sigma1 = fid.feature_statistics(gaussian_features(rng, 10, 32))
+    mu2, sigma2 = stats(gaussian_features(rng, 12, 32, shift=0.5))
+    assert np.linalg.matrix_rank(sigma1) < 32
+    value = fid.frechet_distance(mu1, sigma1, mu2, sigma2)
+    assert np.isfinite(value) and value > 0
+    assert fid.frechet_distance(mu1, sigma1, mu1, sigma1) == pytest.approx(0.0, abs=1e-9 * np.trace(sigma1))
+
+
+def test_no_warning_with_more_samples_than_dimensions():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", fid.SingularCovarianceWarning)
+        fid.feature_statistics(np.random.default_rng(7).standard_normal((33, 32)))
+
+
+@pytest.mark.parametrize("n1, n2", [(10, 12), (12, 10), (50, 8), (80, 100)])
+def test_feature_sets_take_the_same_trace(n1, n2):
+    """FeatureSet's n x n form of the trace equals frechet_distance on the same statistics."""
+    rng = np.random.default_rng(n1 * 1000 + n2)
+    a, b = gaussian_features(rng, n1, 40), gaussian_features(rng, n2, 40, shift=0.3)
+    expected = fid.frechet_distance(*stats(a), *stats(b))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fid.SingularCovarianceWarning)
+        assert fid.FeatureSet(a).fid(fid.FeatureSet(b)) == pytest.approx(expected, rel=1e-7)
+
+
+def test_shape_mismatch_is_an_error():
+    with pytest.raises(ValueError):
+        fid.frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernel inception distance
+
+
+def test_kid_matches_direct_computation():
+    rng = np.random.default_rng(8)
+    x, y = gaussian_features(rng, 15, 6), gaussian_features(rng, 12, 6, shift=0.4)
+    assert fid.kernel_inception_distance(x, y) == pytest.approx(direct_kid(x, y), rel=1e-10)
+
+
+def test_kid_near_zero_for_same_distribution_and_positive_when_shifted():
+    rng = np.random.default_rng(9)
+    x, y = np.split(gaussian_features(rng, 800, 16), 2)
+    same = fid.kernel_inception_distance(x, y)
+    shifted = fid.kernel_inception_distance(x, y + 0.5)
+    assert shifted > 0.1
+    assert abs(same) < 0.02 * shifted
+
+
+def test_kid_subsets_average_the_subset_estimates():
+    rng = np.random.default_rng(10)
+    x, y = gaussian_features(rng, 30, 5), gaussian_features(rng, 25, 5, shift=0.3)
+    draw = np.random.default_rng(0)
+    expected = np.mean([direct_kid(x[draw.choice(30, 10, replace=False)], y[draw.choice(25, 10, replace=False)])
+                        for _ in range(4)])
+    assert fid.kernel_inception_distance(x, y, subsets=4, subset_size=10, seed=0) == pytest.approx(expected, rel=1e-10)
+
+
+def test_kid_needs_two_samples():
+    with pytest.raises(ValueError):
+        fid.kernel_inception_distance(np.ones((1, 4)), np.ones((5, 4)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Features and the cache
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    import keras
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([
+        keras.Input((12, 12, 1)),
+        keras.layers.Conv2D(4, 3, activation="relu"),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(6),
+    ])
+
+
+def counting_extractor(model, identity="tiny"):
+    """The tiny model as a FeatureExtractor; its `images` attribute counts the images it saw."""
+    return fid.FeatureExtractor(lambda images: model(images, training=False), identity, "tiny model", 6)
+
+
+def test_features_path_matches_direct_model_outputs(tiny_model):
+    from datasets import to_model_range
+    rng = np.random.default_rng(11)
+    real = rng.integers(0, 256, (10, 12, 12, 1), dtype=np.uint8)
+    fake = rng.integers(0, 200, (9, 12, 12, 1), dtype=np.uint8)
+    extractor = counting_extractor(tiny_model)
+    f_real = fid.extract_features(fid.real_batches(real, 3), extractor, quiet=True)
+    f_fake = fid.extract_features(fid.real_batches(fake, 4), extractor, quiet=True)
+    direct_real = tiny_model.predict(to_model_range(real), verbose=0)
+    direct_fake = tiny_model.predict(to_model_range(fake), verbose=0)
+    np.testing.assert_allclose(f_real, direct_real, rtol=1e-5, atol=1e-6)
+    assert extractor.images == 19
+    expected = reference_fid(*stats(direct_real), *stats(direct_fake))
+    assert fid.FeatureSet(f_real).fid(fid.FeatureSet(f_fake)) == pytest.approx(expected, rel=1e-4)
+    assert fid.FeatureSet(f_real).kid(fid.FeatureSet(f_fake)) == pytest.approx(
+        direct_kid(direct_real.astype(np.float64), direct_fake.astype(np.float64)), rel=1e-4)
+
+
+def test_real_features_are_cached_and_keyed(tiny_model, tmp_path):
+    rng = np.random.default_rng(12)
+    images = rng.integers(0, 256, (7, 12, 12, 1), dtype=np.uint8)
+    key = dict(dataset="digits", imbalanced=False, image_size=12, seed=42, split="test", label=0)
+    extractor = counting_extractor(tiny_model)
+
+    first, hit = fid.cached_real_features(images, key, extractor, tmp_path, 4, quiet=True)
+    assert not hit and extractor.images == 7
+    again, hit = fid.cached_real_features(images, key, extractor, tmp_path, 4, quiet=True)
+    assert hit and extractor.images == 7
+    np.testing.assert_array_equal(first, again)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")] == []
+
+    for changed in (dict(key, label=1), dict(key, image_size=16), dict(key, imbalanced=True)):
+        before = extractor.images
+        _, hit = fid.cached_real_features(images, changed, extractor, tmp_path, 4, quiet=True)
+        assert not hit and extractor.images == before + 7
+    _, hit = fid.cached_real_features(images[:6], key, extractor, tmp_path, 4, quiet=True)
+    assert not hit
+    _, hit = fid.cached_real_features(images, key, counting_extractor(tiny_model, "other"), tmp_path, 4, quiet=True)
+    assert not hit
+    assert len(list(tmp_path.glob("*.npz"))) == 6
+
+
+def test_corrupt_cache_file_is_recomputed(tiny_model, tmp_path):
+    images = np.zeros((3, 12, 12, 1), np.uint8)
+    key = dict(split="test", label=0)
+    extractor = counting_extractor(tiny_model)
+    fid.cached_real_features(images, key, extractor, tmp_path, 4, quiet=True)
+    path = next(tmp_path.glob("*.npz"))
+    path.write_bytes(b"not an npz file")
+    features, hit = fid.cached_real_features(images, key, extractor, tmp_path, 4, quiet=True)
+    assert not hit and features.shape == (3, 6)
+    assert fid.cached_real_features(images, key, extractor, tmp_path, 4, quiet=True)[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# A tiny trained run and the command line
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    import bagan_train
+    path = tmp_path_factory.mktemp("fid") / "digits-run"
+    code = bagan_train.main(["--dataset", "digits", "--image-size", "32", "--batch-size", "16", "--epochs", "1",
+                             "--ae-epochs", "1", "--steps-per-epoch", "1", "--out", str(path), "--verbose", "0"])
+    assert code == 0
+    return path
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("fid-cache")
+
+
+def test_generated_batches_do_not_depend_on_batch_size(tiny_run):
+    import keras
+    generator = keras.models.load_model(tiny_run / "generator.keras")
+    a = np.concatenate([np.asarray(b) for b in fid.generated_batches(generator, 3, 7, 3, seed=1)])
+    b = np.concatenate([np.asarray(b) for b in fid.generated_batches(generator, 3, 7, 7, seed=1)])
+    c = np.concatenate([np.asarray(b) for b in fid.generated_batches(generator, 4, 7, 7, seed=1)])
+    assert a.shape == (7, 32, 32, 1)
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    assert not np.allclose(a, c)
+
+
+def test_cli_prints_a_row_per_run_and_a_column_per_class(tiny_run, cache_dir, tmp_path, capsys):
+    second = tmp_path / "second-run"
+    shutil.copytree(tiny_run, second)
+    assert fid.main([str(tiny_run), str(second), *COMMON, "--cache-dir", str(cache_dir)]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("FID"))
+    assert [f"{c} (8 samples)" in header for c in range(10)] == [True] * 10
+    assert "8 images per class" in out
+    assert "not comparable" in out
+    for section in ("FID", "KID"):
+        lines = out.split(f"\n{section} ")[1].splitlines()
+        rows = lines[1:3]
+        assert rows[0].startswith("digits-run [not comparable]")
+        assert rows[1].startswith("second-run [not comparable]")
+        assert all(len(row.split()) == 3 + 10 for row in rows)
+
+
+def test_cli_json_with_baselines(tiny_run, cache_dir):
+    """A real subprocess: stdout is one JSON object, progress and warnings are on stderr."""
+    proc = subprocess.run([sys.executable, str(REPO / "fid.py"), str(tiny_run), *COMMON, "--baselines",
+                           "--json", "--cache-dir", str(cache_dir)],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert [row["name"] for row in result["rows"]] == ["digits-run", fid.RECONSTRUCTED, fid.REAL_TRAIN]
+    assert result["comparable"] is False and "not comparable" in result["note"]
+    assert result["generated_per_class"] == 8
+    assert [c["reference_count"] for c in result["classes"]] == [8] * 10
+    for row in result["rows"]:
+        assert row["comparable"] is False
+        assert row["counts"] == [8] * 10
+        assert all(np.isfinite(row["fid"])) and all(v >= 0 for v in row["fid"])
+        assert all(np.isfinite(row["kid"]))
+    assert "[fid]" in proc.stderr and "singular" in proc.stderr
+
+
+def test_cli_features_classifier(tiny_run, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    monkeypatch.setattr(fid, "CLASSIFIER_EPOCHS", 1)
+    argv = [str(run), "--features", "classifier", "--per-class", "8", "--real-per-class", "8",
+            "--cache-dir", str(tmp_path / "cache"), "--json"]
+    assert fid.main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["features"] == "classifier" and result["comparable"] is True
+    assert "classifier penultimate layer (128-d)" in result["feature_space"]
+    assert (run / fid.CLASSIFIER_FILE).is_file()
+    stamp = (run / fid.CLASSIFIER_FILE).stat().st_mtime_ns
+    assert fid.main(argv) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert (run / fid.CLASSIFIER_FILE).stat().st_mtime_ns == stamp
+    assert again["cached_real_sets"] == 10
+    assert again["rows"][0]["fid"] == result["rows"][0]["fid"]
+
+
+def test_missing_weights_stop_with_the_url(tiny_run, tmp_path):
+    env = dict(os.environ, KERAS_HOME=str(tmp_path / "empty"))
+    proc = subprocess.run([sys.executable, str(REPO / "fid.py"), str(tiny_run)],
+                          capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and proc.stdout == ""
+    assert fid.INCEPTION_WEIGHTS_URL in lines[0]
+    assert str(tmp_path / "empty" / "models" / fid.INCEPTION_WEIGHTS_FILE) in lines[0]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_weights_file_in_keras_home_is_loaded(tmp_path, monkeypatch):
+    """A weights file in the official (legacy HDF5) layout, found where Keras caches it."""
+    import h5py
+    import keras
+    import tensorflow as tf
+    from keras.src.legacy.saving import legacy_h5_format
+    model = keras.applications.InceptionV3(include_top=False, pooling="avg", weights=None,
+                                           input_shape=(fid.INCEPTION_SIZE, fid.INCEPTION_SIZE, 3))
+    fid._randomize(model, 5)
+    path = tmp_path / "keras" / "models" / fid.INCEPTION_WEIGHTS_FILE
+    path.parent.mkdir(parents=True)
+    with h5py.File(path, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, model)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    assert fid.inception_weights_path() == path
+    extractor = fid.inception_extractor(path)
+    assert extractor.comparable and "not the official Keras file" in extractor.description
+    images = np.random.default_rng(13).uniform(-1, 1, (2, 32, 32, 1)).astype(np.float32)
+    direct = model(tf.image.resize(np.repeat(images, 3, axis=-1), (299, 299)), training=False)
+    np.testing.assert_allclose(extractor(images), direct, rtol=1e-5, atol=1e-6)
+
+
+def test_unreadable_weights_file_exits_2(tiny_run, tmp_path, capsys):
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"not an HDF5 file")
+    assert fid.main([str(tiny_run), "--weights", str(bad), "--per-class", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: cannot load InceptionV3 weights from {bad}")
+
+
+def test_missing_weights_file_given(tiny_run, tmp_path, capsys):
+    assert fid.main([str(tiny_run), "--weights", str(tmp_path / "nope.h5")]) == 2
+    err = capsys.readouterr().err
+    assert "nope.h5 does not exist" in err and fid.INCEPTION_WEIGHTS_URL in err
+
+
+@pytest.mark.parametrize("remove", [None, "config.json", "generator.keras"])
+def test_bad_run_folder_exits_2(tiny_run, tmp_path, capsys, remove):
+    if remove is None:
+        target = tmp_path / "missing"
+    else:
+        target = tmp_path / "run"
+        target.mkdir()
+        for name in ("config.json", "generator.keras"):
+            if name != remove:
+                shutil.copy(tiny_run / name, target / name)
+    assert fid.main([str(target), "--weights", "random"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:")
+    assert (remove or "does not exist") in err[0]
