@@ -670,9 +670,9 @@ def score(args) -> dict:
     if args.baselines:
         for run in runs:
             autoencoder = load_autoencoder(run)
-            test_images = [_first_per_class(data.x_test, data.y_test, c, args.real_per_class) for c in classes]
-            reconstructed = [scoring.features(reconstructed_batches(autoencoder, test_images[c], c, bs),
-                                              len(test_images[c]), f"{run.name} reconstructions of class {names[c]}")
+            train_images = [_first_per_class(data.x_train, data.y_train, c, args.real_per_class) for c in classes]
+            reconstructed = [scoring.features(reconstructed_batches(autoencoder, train_images[c], c, bs),
+                                              len(train_images[c]), f"{run.name} reconstructions of class {names[c]}")
                              for c in classes]
             name = RECONSTRUCTED if len(runs) == 1 else f"{RECONSTRUCTED} {run.name}"
             rows.append(_row(name, "reconstructed", reference, reconstructed, extractor.comparable, run))
@@ -719,7 +719,7 @@ def format_table(result) -> str:
             lines.append("  ".join([r[0].ljust(widths[0])] + [v.rjust(w) for v, w in zip(r[1:], widths[1:])]))
     for row in result["rows"]:
         if row["type"] == "reconstructed":
-            lines.append(f"{row['name']}: the run's autoencoder reconstructions of the reference images")
+            lines.append(f"{row['name']}: the run's autoencoder reconstructions of the training images of each class")
         elif row["type"] == "real_train":
             counts = ", ".join(f"{c['name']}: {n}" for c, n in zip(result["classes"], row["counts"]))
             lines.append(f"{row['name']}: the training images of each class ({counts})")
