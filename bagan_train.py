@@ -71,6 +71,9 @@ def parse_args(argv=None):
                    help="initialise the critic's convolutions from the pretrained encoder")
     p.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32",
                    help="Keras dtype policy; losses and the penalty's norm stay float32")
+    p.add_argument("--jit-compile", choices=["auto", "true", "false"], default="auto",
+                   help="XLA for the train step; auto = Keras' choice: on with a GPU, off on CPU-only "
+                        "machines, where it measured slower (benchmarks/RESULTS.md)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", default=None, help="run folder (default train_results/<dataset>-<variant>-<time>)")
     p.add_argument("--keep-checkpoints", type=int, default=2, help="how many epoch checkpoints to keep")
@@ -97,6 +100,7 @@ def build_config(args):
             config[key] = getattr(args, key)
     config.update(dataset=args.dataset, data_dir=args.data_dir, imbalanced=args.imbalanced,
                   variant=args.variant, critic_init=args.critic_init, precision=args.precision,
+                  jit_compile=args.jit_compile,
                   seed=args.seed, steps_per_epoch=args.steps_per_epoch,
                   keep_checkpoints=args.keep_checkpoints)
     validate_config(config)
@@ -402,11 +406,14 @@ def list_checkpoints(directory):
 
 
 def set_precision(config):
+    """Keras dtype policy of every network built afterwards (the losses stay float32).
+
+    TensorFlow logs one harmless 'remapper failed ... LeakyReluGrad' error while optimising the
+    critic's double backward pass; switching the remapper off silences it but made the 64x64
+    step markedly slower (benchmarks/RESULTS.md), so it stays on.
+    """
     import keras
-    import tensorflow as tf
     keras.mixed_precision.set_global_policy(config["precision"])
-    # Grappler's remapper trips over the critic's double backward pass (a logged, harmless error).
-    tf.config.optimizer.set_experimental_options({"remapping": False})
 
 
 def train_autoencoder(config, data, run_dir, verbose):
@@ -473,7 +480,8 @@ def build_bagan(config, data, encoder, embedding, decoder):
 
     def adam():
         return keras.optimizers.Adam(config["learning_rate"], beta_1=config["beta_1"], beta_2=config["beta_2"])
-    model.compile(d_optimizer=adam(), g_optimizer=adam())
+    jit_compile = {"auto": "auto", "true": True, "false": False}[config.get("jit_compile", "auto")]
+    model.compile(d_optimizer=adam(), g_optimizer=adam(), jit_compile=jit_compile)
     return model
 
 

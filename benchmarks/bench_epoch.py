@@ -1,0 +1,109 @@
+"""Wall time of one BAGAN-GP epoch (with its image grid and checkpoint) and peak memory.
+
+    python benchmarks/bench_epoch.py [--dataset fashion_mnist] [--balanced] [--image-size 64]
+                                     [--precision float32|mixed_bfloat16] [--steps N] [--json]
+
+Runs bagan_train's GAN phase for one epoch on Fashion-MNIST (imbalanced by default; the autoencoder
+phase is skipped, its networks start untrained), with every callback of a real run, then times
+the per-epoch pieces on their own: the Eq. 16 image grid, the checkpoint and the GIF assembly.
+Peak memory is the process's maximum resident set. `--steps` caps the generator steps of the
+epoch (the time is then also given per step); memory does not depend on it.
+"""
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+import bagan_train  # noqa: E402
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", default="fashion_mnist")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--balanced", action="store_true", help="the balanced protocol (42,000 images)")
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32")
+    p.add_argument("--steps", type=int, default=None, help="cap on generator steps in the epoch")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+
+    flags = ["--dataset", args.dataset, "--image-size", str(args.image_size), "--batch-size",
+             str(args.batch_size), "--precision", args.precision, "--epochs", "1", "--ae-epochs", "0"]
+    flags += [] if args.balanced else ["--imbalanced"]
+    flags += ["--data-dir", args.data_dir] if args.data_dir else []
+    flags += ["--steps-per-epoch", str(args.steps)] if args.steps else []
+    config = bagan_train.build_config(bagan_train.parse_args(flags))
+
+    from datasets import load_dataset
+    start = time.perf_counter()
+    data = load_dataset(config["dataset"], data_dir=config["data_dir"], image_size=config["image_size"],
+                        imbalanced=config["imbalanced"], seed=config["seed"])
+    load_s = time.perf_counter() - start
+    rss_after_load = peak_rss_mb()
+
+    import keras
+    from autoencoder import build_decoder, build_embedding, build_encoder
+    keras.utils.set_random_seed(config["seed"])
+    bagan_train.set_precision(config)
+    shape = data.x_train.shape[1:]
+    model = bagan_train.build_bagan(config, data, build_encoder(shape, config["latent_dim"]),
+                                    build_embedding(data.num_classes, config["latent_dim"]),
+                                    build_decoder(shape, config["latent_dim"]))
+    steps = bagan_train.steps_per_epoch(config, data)
+    with tempfile.TemporaryDirectory() as run_dir:
+        epoch_s = timed(lambda: bagan_train.train_gan(config, data, run_dir, model, 0, verbose=0))
+        real_row = np.stack([data.x_train[data.y_train == c][0] for c in range(data.num_classes)])
+        noise = np.random.default_rng(0).standard_normal((bagan_train.GRID_ROWS, config["latent_dim"]))
+        grid_s = timed(lambda: bagan_train.save_png(os.path.join(run_dir, "grid.png"), bagan_train.image_grid(
+            [real_row] + bagan_train.generate_grid_rows(model.generator, noise.astype(np.float32),
+                                                        data.num_classes))))
+        checkpoint_s = timed(lambda: bagan_train.save_checkpoint(model, os.path.join(run_dir, "c.npz"), 1))
+        samples = os.path.join(run_dir, "samples")
+        gif_s = timed(lambda: bagan_train.assemble_gif(samples, os.path.join(run_dir, "progress.gif")))
+
+    result = dict(
+        dataset=args.dataset, imbalanced=not args.balanced, train_images=len(data.x_train),
+        image_size=args.image_size, batch_size=args.batch_size, precision=args.precision,
+        generator_steps=steps, load_s=load_s, epoch_s=epoch_s, s_per_step=epoch_s / steps,
+        grid_s=grid_s, checkpoint_s=checkpoint_s, gif_one_frame_s=gif_s,
+        per_epoch_extras_share=(grid_s + checkpoint_s) / epoch_s,
+        uint8_train_mb=data.x_train.nbytes / 2**20, peak_rss_after_load_mb=rss_after_load,
+        peak_rss_mb=peak_rss_mb(),
+    )
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{args.dataset} ({'balanced' if args.balanced else 'imbalanced'}), {len(data.x_train)} training "
+              f"images at {args.image_size}x{args.image_size} ({result['uint8_train_mb']:.0f} MB uint8), "
+              f"loaded in {load_s:.1f} s")
+        print(f"one epoch, {steps} generator steps, {args.precision}: {epoch_s:.1f} s "
+              f"({result['s_per_step']:.2f} s per step)")
+        print(f"per-epoch grid {grid_s:.3f} s, checkpoint {checkpoint_s:.3f} s "
+              f"({result['per_epoch_extras_share']:.2%} of the epoch); GIF assembly {gif_s:.3f} s")
+        print(f"peak resident memory: {result['peak_rss_mb']:.0f} MB "
+              f"(after loading the data: {rss_after_load:.0f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
