@@ -1,0 +1,673 @@
+"""Does rebalancing help the classifier? The protocol of papers 003 and 004 as one command.
+
+    python classify.py --dataset digits --imbalanced --augment none --augment affine --augment train_results/<run>
+    python classify.py --dataset fashion_mnist --imbalanced --image-size 32 --augment none --classifier cnn_svm
+    python classify.py ... --seeds 3 --json
+
+Every ``--augment`` value is one training set, one row of the table:
+
+``none``
+    the training split as it is;
+``affine``
+    every class smaller than the largest is filled up to the largest count with affine copies of
+    its own images, each image used equally often (Keras preprocessing layers, :data:`AFFINE`):
+    a rotation of up to 18 degrees either way, a shift of up to 10% of the height and of the
+    width, a zoom in or out of up to 10%, and a horizontal flip with probability 1/2 unless
+    ``--no-affine-flip`` (paper 003 flips; a flipped digit is mostly no digit);
+``RUN_DIR``
+    every such class is filled up with images G(z, c) of the run's generator (z ~ N(0, I), seeded),
+    converted to uint8 like the real images. The run must have been trained on the same dataset,
+    protocol and split seed, so that its generator never saw a test image.
+
+With ``--imbalanced`` on digits, Fashion-MNIST or CIFAR-10 a first row, ``balanced (real)``, fills
+every class up with *real* images: images of the dataset that the imbalance rule left out, in
+neither split. It is the balanced training set of the protocol without any test image. (The
+balanced protocol's own training split cannot serve: it holds many of the imbalanced test images,
+96 of 176 on digits; the output gives the number.)
+
+For each seed s in 0..N-1 and each row:
+
+1. ``floor(val_share * n_c)`` real training images of each class c, drawn with s, are held out for
+   early stopping; they are the same for every row and never augmented;
+2. the rest is rebalanced as the row says, with draws seeded by s;
+3. the CNN of paper 003 is trained with Keras seeded by s: three blocks of a 3x3 convolution (32,
+   64, 128 filters, ReLU), 2x2 max pooling and dropout 0.25, then a 128-unit ReLU dense layer
+   ("features"), dropout 0.5 and a dense layer of one logit per class; Adam(1e-3), batch 64,
+   cross-entropy, at most ``--epochs`` epochs, early stopping on the validation loss (patience 5)
+   keeping the best epoch's weights;
+4. ``cnn_svm`` (paper 004, after Niu and Suen): the trained CNN's "features" activations of the
+   training images, standardised, train an RBF SVM (scikit-learn SVC, C=1, gamma="scale") that
+   takes the place of the output layer;
+5. the classifier is scored on the untouched test split of the protocol.
+
+Metrics (scikit-learn): accuracy, macro precision, recall and F1, top-k accuracy (k = 2 below 100
+classes, else 5, left out when k is not below the number of classes; scored on the CNN's softmax
+or the SVM's one-vs-rest decision values), per-class recall, ACSA (the mean per-class recall) and
+G-mean (the geometric mean of the per-class recalls, 0 when one of them is 0); ACSA and G-mean are
+taken over the classes that have test images. Each is given as the mean and the sample standard
+deviation over the seeds.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from bagan_train import atomic_write, save_json  # noqa: E402
+from fid import Run, UsageError, load_model, load_run  # noqa: E402
+
+AFFINE = dict(rotation=0.05, translation=0.1, zoom=0.1)
+"""Keras factors: rotation as a fraction of a full turn (0.05 = 18 degrees), shift and zoom as fractions of the size."""
+DEFAULT_EPOCHS = 30
+PATIENCE = 5
+BATCH_SIZE = 64
+LEARNING_RATE = 1e-3
+VAL_SHARE = 0.1
+FEATURE_DIMS = 128
+AUGMENT_BATCH = 256
+PREDICT_BATCH = 256
+
+BALANCED_PROTOCOLS = ("digits", "fashion_mnist", "cifar10")
+REFERENCE = "balanced (real)"
+CLASSIFIERS = {
+    "cnn": "CNN of paper 003 (3 conv + max-pool blocks, dense output)",
+    "cnn_svm": "CNN-SVM of paper 004 (the CNN's 128-d hidden features into an RBF SVM)",
+}
+METRICS = [("accuracy", "Accuracy"), ("precision", "Precision"), ("recall", "Recall"), ("f1", "F1"),
+           ("top_k", "Top-{k}"), ("acsa", "ACSA"), ("g_mean", "G-mean")]
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics
+
+
+def classification_metrics(y_true, y_pred, scores, num_classes, top_k=None) -> dict:
+    """Accuracy, macro precision/recall/F1, top-k accuracy, per-class recall, ACSA and G-mean.
+
+    ``scores`` (N, num_classes) rank the classes for top-k; per-class recall is None for a class
+    without test images, and ACSA and G-mean are taken over the others.
+    """
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support, top_k_accuracy_score
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    labels = np.arange(num_classes)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, average="macro", zero_division=0)
+    _, per_class, _, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, average=None, zero_division=0)
+    present = per_class[support > 0]
+    g_mean = float(np.exp(np.mean(np.log(present)))) if present.size and present.min() > 0 else 0.0
+    top = None
+    if top_k:
+        top = float(top_k_accuracy_score(y_true, np.asarray(scores), k=top_k, labels=labels))
+    return dict(
+        accuracy=float(accuracy_score(y_true, y_pred)), precision=float(precision), recall=float(recall),
+        f1=float(f1), top_k=top, acsa=float(present.mean()) if present.size else None, g_mean=g_mean,
+        per_class_recall=[float(r) if n else None for r, n in zip(per_class, support)],
+    )
+
+
+def default_top_k(num_classes):
+    """k of the top-k accuracy: 2 (paper 003's Fashion-MNIST), 5 from 100 classes; None if trivial."""
+    k = 5 if num_classes >= 100 else 2
+    return k if k < num_classes else None
+
+
+def _mean_std(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+
+def summarize(per_seed) -> tuple[dict, dict]:
+    """Mean and sample standard deviation (None for one seed) of every metric over the seeds."""
+    mean, std = {}, {}
+    for key, _ in METRICS:
+        mean[key], std[key] = _mean_std([m[key] for m in per_seed])
+    pairs = [_mean_std(column) for column in zip(*(m["per_class_recall"] for m in per_seed))]
+    mean["per_class_recall"] = [p[0] for p in pairs]
+    std["per_class_recall"] = [p[1] for p in pairs]
+    return mean, std
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation share and rebalancing (uint8 images in, uint8 images out)
+
+
+def missing_counts(y, num_classes) -> np.ndarray:
+    """Images each class lacks to match the largest class."""
+    counts = np.bincount(np.asarray(y, np.int64), minlength=num_classes)
+    return counts.max() - counts
+
+
+def split_validation(y, share, seed, num_classes):
+    """(fit indices, validation indices): floor(share * n_c) images of each class c, drawn with seed."""
+    rng = np.random.default_rng([seed, 0])
+    fit, val = [], []
+    for c in range(num_classes):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        n_val = int(math.floor(share * len(idx)))
+        val.append(idx[:n_val])
+        fit.append(idx[n_val:])
+    return np.sort(np.concatenate(fit)), np.sort(np.concatenate(val))
+
+
+def _no_images(x):
+    return np.zeros((0,) + x.shape[1:], np.uint8), np.zeros(0, np.int64)
+
+
+def affine_pipeline(seed, flip=True):
+    """The affine transformations as Keras preprocessing layers (fill: nearest edge pixel)."""
+    import keras
+    from keras import layers
+    steps = [
+        layers.RandomRotation(AFFINE["rotation"], fill_mode="nearest", seed=seed),
+        layers.RandomTranslation(AFFINE["translation"], AFFINE["translation"], fill_mode="nearest", seed=seed + 1),
+        layers.RandomZoom(AFFINE["zoom"], fill_mode="nearest", seed=seed + 2),
+    ]
+    if flip:
+        steps.append(layers.RandomFlip("horizontal", seed=seed + 3))
+    return keras.Sequential(steps, name="affine")
+
+
+def rebalance_with_affine(x, y, seed, num_classes=None, flip=True, batch_size=AUGMENT_BATCH):
+    """Affine copies of each class's own images until every class matches the largest.
+
+    Returns the added uint8 images and their labels. The originals of a class are used equally
+    often (to within one), in an order drawn with ``seed``; the transformations are seeded too.
+    """
+    num_classes = num_classes or int(y.max()) + 1
+    need = missing_counts(y, num_classes)
+    rng = np.random.default_rng([seed, 1])
+    sources, labels = [], []
+    for c in range(num_classes):
+        if need[c] == 0:
+            continue
+        idx = np.flatnonzero(y == c)
+        if len(idx) == 0:
+            raise UsageError(f"class {c} has no training image to transform")
+        sources.append(np.resize(rng.permutation(idx), need[c]))
+        labels.append(np.full(need[c], c, np.int64))
+    if not sources:
+        return _no_images(x)
+    sources = np.concatenate(sources)
+    pipeline = affine_pipeline(1000 * seed + 17, flip)
+    out = np.empty((len(sources),) + x.shape[1:], np.uint8)
+    for start in range(0, len(sources), batch_size):
+        batch = x[sources[start:start + batch_size]].astype(np.float32)
+        moved = np.asarray(pipeline(batch, training=True))
+        out[start:start + len(batch)] = np.clip(np.rint(moved), 0, 255).astype(np.uint8)
+    return out, np.concatenate(labels)
+
+
+def rebalance_with_generator(x, y, generator, seed, num_classes=None, batch_size=AUGMENT_BATCH):
+    """Images G(z, c) for each class c smaller than the largest, until every class matches it.
+
+    Returns the added uint8 images (resized to the real ones when the generator's size differs)
+    and their labels; the noise of class c is drawn from ``default_rng([seed, c])`` (as in fid.py).
+    """
+    from datasets import resize_images, to_uint8
+    from fid import generated_batches
+    num_classes = num_classes or int(y.max()) + 1
+    need = missing_counts(y, num_classes)
+    images, labels = [], []
+    for c in np.flatnonzero(need):
+        for batch in generated_batches(generator, int(c), int(need[c]), batch_size, seed):
+            images.append(resize_images(to_uint8(batch), x.shape[1]))
+        labels.append(np.full(need[c], c, np.int64))
+    if not images:
+        return _no_images(x)
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def _hashes(images):
+    return {image.tobytes() for image in images}
+
+
+@dataclass
+class RealPool:
+    """Real images in neither split of the protocol, for the balanced reference row."""
+
+    x: np.ndarray
+    y: np.ndarray
+    test_in_balanced_train: int
+
+
+def real_pool(data, balanced) -> RealPool:
+    """The images of the balanced protocol ``balanced`` that are in neither split of ``data``.
+
+    Images are compared by content, so a duplicate of a training or test image is left out too.
+    Also counts the test images of ``data`` that the balanced training split holds.
+    """
+    seen = _hashes(data.x_train) | _hashes(data.x_test)
+    x = np.concatenate([balanced.x_train, balanced.x_test])
+    y = np.concatenate([balanced.y_train, balanced.y_test])
+    keep = np.array([image.tobytes() not in seen for image in x], bool)
+    test = _hashes(data.x_test)
+    overlap = sum(image.tobytes() in test for image in balanced.x_train)
+    return RealPool(x[keep], y[keep], int(overlap))
+
+
+def rebalance_with_real(y, pool: RealPool, seed, num_classes):
+    """Real images of the pool, drawn with ``seed``, for each class until it matches the largest
+    (or the pool of that class runs out)."""
+    need = missing_counts(y, num_classes)
+    rng = np.random.default_rng([seed, 2])
+    chosen = [rng.permutation(np.flatnonzero(pool.y == c))[:need[c]] for c in range(num_classes)]
+    chosen = np.concatenate(chosen).astype(np.int64)
+    return pool.x[chosen], pool.y[chosen]
+
+
+# ---------------------------------------------------------------------------------------------
+# The classifiers
+
+
+def build_cnn(image_shape, num_classes):
+    """Paper 003's simple CNN; its penultimate layer "features" feeds the SVM of paper 004."""
+    import keras
+    from keras import layers
+    image = keras.Input(image_shape, name="image")
+    x = image
+    for filters in (32, 64, 128):
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        x = layers.MaxPooling2D()(x)
+        x = layers.Dropout(0.25)(x)
+    features = layers.Dense(FEATURE_DIMS, activation="relu", name="features")(layers.Flatten()(x))
+    logits = layers.Dense(num_classes, name="logits")(layers.Dropout(0.5)(features))
+    model = keras.Model(image, logits, name="classifier")
+    model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    return model
+
+
+def train_cnn(x, y, x_val, y_val, num_classes, seed, epochs=DEFAULT_EPOCHS, patience=PATIENCE,
+              batch_size=BATCH_SIZE):
+    """Train the CNN on uint8 images; early stopping on the validation loss when there is one.
+
+    Returns the model (best epoch's weights) and dict(epochs=trained, best_epoch=kept, 1-based).
+    """
+    import keras
+    from datasets import make_tf_dataset
+    keras.utils.set_random_seed(seed)
+    model = build_cnn(x.shape[1:], num_classes)
+    train = make_tf_dataset(x, y, batch_size, shuffle=True, seed=seed)
+    if len(x_val) == 0:
+        history = model.fit(train, epochs=epochs, shuffle=False, verbose=0)
+        trained = len(history.history["loss"])
+        return model, dict(epochs=trained, best_epoch=trained)
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
+    history = model.fit(train, validation_data=make_tf_dataset(x_val, y_val, PREDICT_BATCH, shuffle=False),
+                        epochs=epochs, callbacks=[stop], shuffle=False, verbose=0)
+    return model, dict(epochs=len(history.history["loss"]), best_epoch=int(stop.best_epoch) + 1)
+
+
+def predict(model, x):
+    """Outputs of a Keras model for uint8 images, batch by batch."""
+    from datasets import make_tf_dataset
+    return model.predict(make_tf_dataset(x, np.zeros(len(x), np.int64), PREDICT_BATCH, shuffle=False), verbose=0)
+
+
+def feature_model(cnn):
+    import keras
+    return keras.Model(cnn.inputs, cnn.get_layer("features").output, name="features")
+
+
+def fit_svm(features, y, seed):
+    """Standardised features into an RBF SVM (one-vs-rest decision values for top-k)."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+    svm = make_pipeline(StandardScaler(), SVC(kernel="rbf", C=1.0, gamma="scale",
+                                              decision_function_shape="ovr", random_state=seed))
+    return svm.fit(features, y)
+
+
+def _softmax(logits):
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def train_and_score(x, y, x_val, y_val, x_test, y_test, num_classes, classifier="cnn", seed=0,
+                    epochs=DEFAULT_EPOCHS, patience=PATIENCE, batch_size=BATCH_SIZE, top_k=None) -> dict:
+    """Train one classifier on uint8 images and return its test metrics and training facts."""
+    start = time.perf_counter()
+    cnn, info = train_cnn(x, y, x_val, y_val, num_classes, seed, epochs, patience, batch_size)
+    scores = _softmax(predict(cnn, x_test))
+    predicted = scores.argmax(axis=1)
+    if classifier == "cnn_svm":
+        info["cnn_accuracy"] = float(np.mean(predicted == y_test))
+        features = feature_model(cnn)
+        svm = fit_svm(predict(features, x), y, seed)
+        test_features = predict(features, x_test)
+        predicted, scores = svm.predict(test_features), svm.decision_function(test_features)
+        if scores.ndim == 1:
+            scores = np.stack([-scores, scores], axis=1)
+    metrics = classification_metrics(y_test, predicted, scores, num_classes, top_k)
+    return dict(metrics, **info, seconds=round(time.perf_counter() - start, 1))
+
+
+# ---------------------------------------------------------------------------------------------
+# The plan: training sets, dataset and checks (all before any training)
+
+
+@dataclass
+class Row:
+    """One training set of the table."""
+
+    name: str
+    kind: str  # "reference", "none", "affine" or "generator"
+    run: Run | None = None
+    generator: object = None
+    per_seed: list = field(default_factory=list)
+    counts: list | None = None
+
+
+def _same_dataset(a, b):
+    from datasets import DATASET_NAMES
+    if a in DATASET_NAMES or b in DATASET_NAMES:
+        return a == b
+    return os.path.abspath(a) == os.path.abspath(b)
+
+
+def _rows_from_flags(values):
+    rows, names = [], set()
+    for value in values or ["none"]:
+        if value in ("none", "affine"):
+            row = Row(value, value)
+        else:
+            run = load_run(value)
+            row = Row(run.name, "generator", run)
+        if row.name in names:
+            row.name = value
+        if row.name in names:
+            raise UsageError(f"--augment {value} is given twice")
+        names.add(row.name)
+        rows.append(row)
+    return rows
+
+
+def _check_numbers(args):
+    for flag, low in (("seeds", 1), ("epochs", 1), ("patience", 0), ("batch_size", 1)):
+        if getattr(args, flag) < low:
+            raise UsageError(f"--{flag.replace('_', '-')} must be at least {low}, got {getattr(args, flag)}")
+    if not 0 <= args.val_share < 1:
+        raise UsageError(f"--val-share must be in [0, 1), got {args.val_share}")
+    if args.top_k is not None and args.top_k < 1:
+        raise UsageError(f"--top-k must be at least 1, got {args.top_k}")
+
+
+def _protocol(args, runs):
+    """Dataset name, data folder, image size and split seed: flags first, then the runs'."""
+    from datasets import DATASET_NAMES
+    dataset = args.dataset or (runs[0].config["dataset"] if runs else None)
+    if not dataset:
+        raise UsageError("--dataset is needed when no RUN_DIR is given")
+    if dataset not in DATASET_NAMES and not os.path.isdir(dataset):
+        raise UsageError(f"unknown dataset {dataset!r}: use one of {', '.join(DATASET_NAMES)} "
+                         "or a folder of class subfolders")
+    sizes = sorted({int(r.config["image_size"]) for r in runs})
+    if args.image_size is None and len(sizes) > 1:
+        raise UsageError(f"the runs generate different image sizes ({', '.join(map(str, sizes))}); "
+                         "choose one with --image-size")
+    image_size = args.image_size or (sizes[0] if sizes else 32 if dataset == "digits" else 64)
+    split_seed = args.split_seed if args.split_seed is not None else \
+        int(runs[0].config.get("seed", 42)) if runs else 42
+    data_dir = args.data_dir if args.data_dir is not None else (runs[0].config.get("data_dir") if runs else None)
+    for run in runs:
+        config = run.config
+        if not _same_dataset(config["dataset"], dataset):
+            raise UsageError(f"{run.path} was trained on {config['dataset']!r}, not on {dataset!r}")
+        if dataset in BALANCED_PROTOCOLS and bool(config.get("imbalanced")) != args.imbalanced:
+            want = "with" if config.get("imbalanced") else "without"
+            raise UsageError(f"{run.path} was trained on the {'imbalanced' if config.get('imbalanced') else 'balanced'}"
+                             f" protocol: run {want} --imbalanced (another protocol's test split may hold its"
+                             " training images)")
+        if int(config.get("seed", 42)) != split_seed:
+            raise UsageError(f"{run.path} was trained on the split of seed {config.get('seed', 42)}, not "
+                             f"{split_seed}: its generator may have seen test images (see --split-seed)")
+    return dataset, data_dir, image_size, split_seed
+
+
+def prepare(args):
+    """Load and check everything: rows, runs' generators, the dataset and the reference pool."""
+    from datasets import load_dataset
+    _check_numbers(args)
+    rows = _rows_from_flags(args.augment)
+    runs = [row.run for row in rows if row.run]
+    dataset, data_dir, image_size, split_seed = _protocol(args, runs)
+    data = load_dataset(dataset, data_dir=data_dir, image_size=image_size, imbalanced=args.imbalanced,
+                        seed=split_seed)
+    for row in rows:
+        if row.run is None:
+            continue
+        if list(row.run.config["class_names"]) != list(data.class_names):
+            raise UsageError(f"{row.run.path} was trained on classes {row.run.config['class_names']}, "
+                             f"but the dataset has {data.class_names}")
+        row.generator = load_model(row.run.path / "generator.keras")
+        channels = row.generator.outputs[0].shape[-1]
+        if channels != data.channels:
+            raise UsageError(f"{row.run.path} generates {channels}-channel images, the dataset has {data.channels}")
+    pool = None
+    if args.reference and args.imbalanced and dataset in BALANCED_PROTOCOLS:
+        balanced = load_dataset(dataset, data_dir=data_dir, image_size=image_size, imbalanced=False,
+                                seed=split_seed)
+        pool = real_pool(data, balanced)
+        rows.insert(0, Row(REFERENCE, "reference"))
+    top_k = args.top_k if args.top_k is not None else default_top_k(data.num_classes)
+    if top_k is not None and top_k >= data.num_classes:
+        top_k = None
+    key = dict(dataset=dataset, data_dir=data_dir, imbalanced=args.imbalanced, image_size=image_size,
+               split_seed=split_seed)
+    return data, rows, pool, key, top_k
+
+
+# ---------------------------------------------------------------------------------------------
+# The protocol
+
+
+def added_images(row, x, y, seed, num_classes, pool, flip):
+    """The images a row adds to the (fit part of the) training split."""
+    if row.kind == "affine":
+        return rebalance_with_affine(x, y, seed, num_classes, flip)
+    if row.kind == "generator":
+        return rebalance_with_generator(x, y, row.generator, seed, num_classes)
+    if row.kind == "reference":
+        return rebalance_with_real(y, pool, seed, num_classes)
+    return _no_images(x)
+
+
+def run_protocol(args, data, rows, pool, key, top_k) -> dict:
+    """Train and score every row for every seed; the whole result as a JSON-able dict."""
+    started = time.perf_counter()
+    c = data.num_classes
+    seeds = list(range(args.seeds))
+    for seed in seeds:
+        fit, val = split_validation(data.y_train, args.val_share, seed, c)
+        x_fit, y_fit = data.x_train[fit], data.y_train[fit]
+        for row in rows:
+            x_add, y_add = added_images(row, x_fit, y_fit, seed, c, pool, args.affine_flip)
+            x = np.concatenate([x_fit, x_add])
+            y = np.concatenate([y_fit, y_add])
+            row.counts = np.bincount(y, minlength=c).tolist()
+            scored = train_and_score(x, y, data.x_train[val], data.y_train[val], data.x_test, data.y_test, c,
+                                     args.classifier, seed, args.epochs, args.patience, args.batch_size, top_k)
+            row.per_seed.append(dict(seed=seed, **scored))
+            print(f"[classify] seed {seed}, {row.name}: {len(y)} training images ({len(y_add)} added), "
+                  f"{scored['epochs']} epochs (best {scored['best_epoch']}), test accuracy "
+                  f"{scored['accuracy']:.3f}, {scored['seconds']} s", file=sys.stderr, flush=True)
+    val_counts = np.bincount(data.y_train[split_validation(data.y_train, args.val_share, 0, c)[1]],
+                             minlength=c).tolist()
+    result_rows = []
+    for row in rows:
+        mean, std = summarize(row.per_seed)
+        result_rows.append(dict(
+            name=row.name, kind=row.kind, run_dir=str(row.run.path) if row.run else None,
+            train_counts=row.counts, train_images=int(sum(row.counts)), mean=mean, std=std,
+            per_seed=row.per_seed))
+    reference = None
+    if pool is not None:
+        reference = dict(pool_images=len(pool.y), pool_counts=np.bincount(pool.y, minlength=c).tolist(),
+                         test_images_in_balanced_training_split=pool.test_in_balanced_train)
+    return dict(
+        **key, classifier=args.classifier, classifier_description=CLASSIFIERS[args.classifier],
+        seeds=seeds, epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
+        learning_rate=LEARNING_RATE, val_share=args.val_share, validation_counts=val_counts, top_k=top_k,
+        affine=dict(AFFINE, horizontal_flip=args.affine_flip),
+        class_names=list(data.class_names), train_counts=data.train_counts(), test_counts=data.test_counts(),
+        test_split=f"the untouched test split of the {'imbalanced' if key['imbalanced'] else 'given'} protocol",
+        reference=reference, rows=result_rows, seconds=round(time.perf_counter() - started, 1),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Output
+
+
+def _cell(mean, std, fmt=".3f"):
+    if mean is None:
+        return "n/a"
+    return f"{mean:{fmt}}" if std is None else f"{mean:{fmt}} ± {std:{fmt}}"
+
+
+def _format_grid(table):
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    return ["  ".join([r[0].ljust(widths[0])] + [v.rjust(w) for v, w in zip(r[1:], widths[1:])]) for r in table]
+
+
+def format_table(result) -> str:
+    """Paper 004's Table 1 layout (a row per training set), then the per-class recall."""
+    protocol = "imbalanced" if result["imbalanced"] else "balanced"
+    size = result["image_size"]
+    seeds = result["seeds"]
+    train, test = result["train_counts"], result["test_counts"]
+    spread = "mean ± sample standard deviation" if len(seeds) > 1 else "one seed"
+    lines = [
+        f"Dataset: {result['dataset']} ({protocol} protocol, {size}x{size}, split seed {result['split_seed']})",
+        f"Classifier: {result['classifier_description']}",
+        f"Training split: {sum(train)} images ({', '.join(map(str, train))}); "
+        f"{sum(result['validation_counts'])} real ones held out for early stopping",
+        f"Test split: {result['test_split']}, {sum(test)} images ({', '.join(map(str, test))})",
+        f"Seeds: {', '.join(map(str, seeds))} ({spread})",
+        "",
+    ]
+    names = [(key, label.format(k=result["top_k"])) for key, label in METRICS
+             if key != "top_k" or result["top_k"]]
+    table = [["Training set", "Images", *(label for _, label in names)]]
+    for row in result["rows"]:
+        table.append([row["name"], str(row["train_images"]),
+                      *(_cell(row["mean"][key], row["std"][key]) for key, _ in names)])
+    lines += _format_grid(table)
+    lines += ["", "Per-class recall (mean over the seeds); test images per class in brackets"]
+    table = [["Training set", *(f"{n} ({t})" for n, t in zip(result["class_names"], test))]]
+    for row in result["rows"]:
+        table.append([row["name"], *(_cell(v, None, ".2f") for v in row["mean"]["per_class_recall"])])
+    lines += _format_grid(table)
+    if result["reference"]:
+        ref = result["reference"]
+        lines += ["", f"The '{REFERENCE}' row fills every class up with real images that the imbalance rule left out "
+                      f"({ref['pool_images']} available); the balanced protocol's own training split holds "
+                      f"{ref['test_images_in_balanced_training_split']} of the test images, so it is not used."]
+    return "\n".join(lines)
+
+
+def plot_per_class_recall(result, path):
+    """per_class_recall.png: classes on the x axis, one bar per training set (error bar: std)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = result["class_names"]
+    rows = result["rows"]
+    seeds = len(result["seeds"])
+    width = 0.8 / len(rows)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(names) * (1 + 0.3 * len(rows))), 4))
+    positions = np.arange(len(names))
+    for i, row in enumerate(rows):
+        mean = [np.nan if v is None else v for v in row["mean"]["per_class_recall"]]
+        std = [0.0 if v is None else v for v in row["std"]["per_class_recall"]]
+        ax.bar(positions + (i - (len(rows) - 1) / 2) * width, mean, width, yerr=std if seeds > 1 else None,
+               capsize=2, label=row["name"])
+    ax.set_xticks(positions, [f"{n}\n({t})" for n, t in zip(names, result["test_counts"])])
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("test recall")
+    ax.set_xlabel("class (test images)")
+    protocol = "imbalanced" if result["imbalanced"] else "balanced"
+    spread = f"mean and std over {seeds} seeds" if seeds > 1 else "one seed"
+    ax.set_title(f"{result['dataset']} ({protocol}), {result['classifier']}: per-class test recall ({spread})")
+    ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight"))
+    plt.close(fig)
+
+
+def default_out_dir(dataset):
+    name = os.path.basename(os.path.normpath(dataset))
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return os.path.join("train_results", f"classify-{name}-{stamp}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description="Train a classifier on the (rebalanced) training split and score it on the test split "
+                    "(papers 003 and 004): one table row per --augment.")
+    p.add_argument("--dataset", help="digits, fashion_mnist, cifar10, cells or a folder (default: the run's)")
+    p.add_argument("--data-dir", help="where the dataset's files are (default: the run's)")
+    p.add_argument("--imbalanced", action="store_true", help="the paper's imbalanced protocol")
+    p.add_argument("--augment", action="append", metavar="none|affine|RUN_DIR",
+                   help="a training set, one row each; may be repeated (default: none)")
+    p.add_argument("--classifier", choices=sorted(CLASSIFIERS), default="cnn",
+                   help="the CNN of paper 003 or the CNN-SVM of paper 004")
+    p.add_argument("--seeds", type=int, default=3, help="train with seeds 0..N-1")
+    p.add_argument("--image-size", type=int, help="default: the runs' size, else 32 for digits and 64 otherwise")
+    p.add_argument("--split-seed", type=int, help="train/test split seed (default: the run's seed, else 42)")
+    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="most CNN epochs")
+    p.add_argument("--patience", type=int, default=PATIENCE, help="early stopping patience in epochs")
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    p.add_argument("--val-share", type=float, default=VAL_SHARE,
+                   help="share of each class held out for early stopping (0: no early stopping)")
+    p.add_argument("--top-k", type=int, help="k of the top-k accuracy (default 2, or 5 from 100 classes)")
+    p.add_argument("--affine-flip", action=argparse.BooleanOptionalAction, default=True,
+                   help="random horizontal flips in the affine augmentation")
+    p.add_argument("--reference", action=argparse.BooleanOptionalAction, default=True,
+                   help=f"add the '{REFERENCE}' row when the dataset has a balanced protocol")
+    p.add_argument("--out", help="output folder (default train_results/classify-<dataset>-<time>)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from datasets import DatasetError
+    try:
+        data, rows, pool, key, top_k = prepare(args)
+    except (UsageError, DatasetError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out or default_out_dir(key["dataset"]))
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"[classify] {len(rows)} training sets x {args.seeds} seed(s), {args.classifier}; results in {out}",
+          file=sys.stderr, flush=True)
+    result = run_protocol(args, data, rows, pool, key, top_k)
+    result["out_dir"] = str(out)
+    save_json(out / "results.json", result)
+    plot_per_class_recall(result, out / "per_class_recall.png")
+    print(json.dumps(result) if args.json else format_table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,322 @@
+"""Tests of classify.py: metrics against scikit-learn, rebalancing, the CNN-SVM path, the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.stats
+from sklearn.metrics import (accuracy_score, balanced_accuracy_score, precision_recall_fscore_support,
+                             recall_score, top_k_accuracy_score)
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import classify  # noqa: E402
+from datasets import load_dataset, to_uint8  # noqa: E402
+
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics
+
+
+def test_metrics_of_a_hand_counted_example():
+    y_true = [0, 0, 0, 0, 1, 1, 2, 2, 2, 2]
+    y_pred = [0, 0, 0, 1, 1, 2, 2, 2, 2, 0]
+    m = classify.classification_metrics(y_true, y_pred, np.eye(3)[y_pred], 3, top_k=None)
+    assert m["accuracy"] == pytest.approx(0.7)
+    assert m["per_class_recall"] == pytest.approx([0.75, 0.5, 0.75])
+    assert m["precision"] == pytest.approx(2 / 3)
+    assert m["recall"] == pytest.approx(2 / 3)
+    assert m["f1"] == pytest.approx(2 / 3)
+    assert m["acsa"] == pytest.approx(2 / 3)
+    assert m["g_mean"] == pytest.approx((0.75 * 0.5 * 0.75) ** (1 / 3))
+    assert m["top_k"] is None
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_metrics_equal_scikit_learns(seed):
+    rng = np.random.default_rng(seed)
+    y_true = rng.integers(0, 6, 300)
+    scores = rng.random((300, 6)) + 0.6 * np.eye(6)[y_true]
+    y_pred = scores.argmax(axis=1)
+    m = classify.classification_metrics(y_true, y_pred, scores, 6, top_k=2)
+    precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, average="macro", zero_division=0)
+    per_class = recall_score(y_true, y_pred, average=None)
+    assert m["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred))
+    assert m["precision"] == pytest.approx(precision)
+    assert m["recall"] == pytest.approx(recall)
+    assert m["f1"] == pytest.approx(f1)
+    assert m["top_k"] == pytest.approx(top_k_accuracy_score(y_true, scores, k=2))
+    assert m["per_class_recall"] == pytest.approx(per_class.tolist())
+    assert m["acsa"] == pytest.approx(balanced_accuracy_score(y_true, y_pred))
+    assert m["g_mean"] == pytest.approx(scipy.stats.gmean(per_class))
+    assert 0 < m["accuracy"] < m["top_k"] < 1
+
+
+def test_a_class_never_recognised_gives_g_mean_zero():
+    y_true, y_pred = [0, 0, 1, 1, 2, 2], [0, 0, 0, 0, 2, 1]
+    m = classify.classification_metrics(y_true, y_pred, np.eye(3)[y_pred], 3)
+    assert m["per_class_recall"] == [1.0, 0.0, 0.5]
+    assert m["g_mean"] == 0.0
+    assert m["acsa"] == pytest.approx(0.5)
+    assert m["precision"] == pytest.approx(precision_recall_fscore_support(
+        y_true, y_pred, average="macro", zero_division=0)[0])
+
+
+def test_top_k_ranks_the_scores():
+    scores = np.array([[0.5, 0.3, 0.2], [0.5, 0.3, 0.2], [0.5, 0.3, 0.2], [0.1, 0.2, 0.7]])
+    y_true = [0, 1, 2, 0]
+    m = classify.classification_metrics(y_true, scores.argmax(axis=1), scores, 3, top_k=2)
+    assert m["top_k"] == pytest.approx(0.5)
+    assert m["accuracy"] == pytest.approx(0.25)
+
+
+def test_class_without_test_images_is_left_out_of_acsa_and_g_mean():
+    m = classify.classification_metrics([0, 0, 1, 1], [0, 1, 1, 1], np.eye(3)[[0, 1, 1, 1]], 3)
+    assert m["per_class_recall"] == [0.5, 1.0, None]
+    assert m["acsa"] == pytest.approx(0.75)
+    assert m["g_mean"] == pytest.approx(np.sqrt(0.5))
+
+
+def test_default_top_k():
+    assert classify.default_top_k(10) == 2
+    assert classify.default_top_k(100) == 5
+    assert classify.default_top_k(2) is None
+
+
+def test_summary_is_mean_and_sample_std():
+    def seed_metrics(value, recalls):
+        return dict({key: value for key, _ in classify.METRICS}, per_class_recall=recalls)
+    mean, std = classify.summarize([seed_metrics(0.5, [0.0, 1.0]), seed_metrics(0.7, [0.5, None])])
+    assert mean["accuracy"] == pytest.approx(0.6)
+    assert std["accuracy"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+    assert mean["per_class_recall"] == pytest.approx([0.25, 1.0])
+    assert std["per_class_recall"][1] is None
+    mean, std = classify.summarize([seed_metrics(0.5, [0.0, 1.0])])
+    assert mean["f1"] == 0.5 and std["f1"] is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation share and rebalancing
+
+
+def test_missing_counts():
+    assert classify.missing_counts(np.array([0, 0, 0, 1, 2, 2]), 4).tolist() == [0, 2, 1, 3]
+
+
+def test_validation_share_per_class_and_seeded():
+    y = np.repeat(np.arange(4), [40, 7, 13, 25])
+    fit, val = classify.split_validation(y, 0.1, seed=0, num_classes=4)
+    assert np.bincount(y[val], minlength=4).tolist() == [4, 0, 1, 2]
+    assert sorted(np.concatenate([fit, val]).tolist()) == list(range(len(y)))
+    again = classify.split_validation(y, 0.1, seed=0, num_classes=4)
+    other = classify.split_validation(y, 0.1, seed=1, num_classes=4)
+    np.testing.assert_array_equal(val, again[1])
+    assert not np.array_equal(val, other[1])
+
+
+def test_affine_copies_each_class_from_its_own_images_equally_often():
+    """Constant images stay constant under the transformations, so each copy names its original."""
+    counts = [20, 5, 1, 12]
+    y = np.repeat(np.arange(4), counts)
+    x = np.broadcast_to((np.arange(len(y)) * 6).astype(np.uint8)[:, None, None, None], (len(y), 12, 12, 1)).copy()
+    x_add, y_add = classify.rebalance_with_affine(x, y, seed=0, num_classes=4)
+    assert x_add.dtype == np.uint8 and x_add.shape[1:] == x.shape[1:]
+    assert np.bincount(np.concatenate([y, y_add]), minlength=4).tolist() == [20] * 4
+    assert np.bincount(y_add, minlength=4).tolist() == [0, 15, 19, 8]
+    flat = x_add.reshape(len(x_add), -1)
+    assert (flat.min(axis=1) == flat.max(axis=1)).all()
+    source = flat[:, 0] // 6
+    np.testing.assert_array_equal(y[source], y_add)
+    for c in range(1, 4):
+        uses = np.bincount(source[y_add == c], minlength=len(y))[y == c]
+        assert uses.max() - uses.min() <= 1
+
+
+def test_affine_on_digits_transforms_and_is_seeded():
+    data = load_dataset("digits", image_size=32, imbalanced=True)
+    x_add, y_add = classify.rebalance_with_affine(data.x_train, data.y_train, seed=0, num_classes=10)
+    counts = np.bincount(np.concatenate([data.y_train, y_add]), minlength=10)
+    assert counts.tolist() == [max(data.train_counts())] * 10
+    assert not (y_add == 0).any()
+    originals = {image.tobytes() for image in data.x_train}
+    assert sum(image.tobytes() in originals for image in x_add) < len(x_add) // 10
+    again = classify.rebalance_with_affine(data.x_train, data.y_train, seed=0, num_classes=10)
+    other = classify.rebalance_with_affine(data.x_train, data.y_train, seed=1, num_classes=10)
+    np.testing.assert_array_equal(x_add, again[0])
+    assert not np.array_equal(x_add, other[0])
+
+
+def test_affine_flip_is_optional():
+    names = [type(layer).__name__ for layer in classify.affine_pipeline(0, flip=True).layers]
+    assert names == ["RandomRotation", "RandomTranslation", "RandomZoom", "RandomFlip"]
+    assert "RandomFlip" not in [type(layer).__name__ for layer in classify.affine_pipeline(0, flip=False).layers]
+
+
+def test_real_reference_pool_holds_no_image_of_either_split():
+    data = load_dataset("digits", image_size=32, imbalanced=True)
+    balanced = load_dataset("digits", image_size=32)
+    pool = classify.real_pool(data, balanced)
+    used = {image.tobytes() for image in np.concatenate([data.x_train, data.x_test])}
+    assert not any(image.tobytes() in used for image in pool.x)
+    assert 0 < len(pool.y) <= 1797 - len(data.y_train) - len(data.y_test)
+    assert pool.test_in_balanced_train > len(data.y_test) // 2
+    x_add, y_add = classify.rebalance_with_real(data.y_train, pool, seed=0, num_classes=10)
+    assert np.bincount(np.concatenate([data.y_train, y_add]), minlength=10).tolist() == [124] * 10
+    assert len({image.tobytes() for image in x_add}) == len(x_add)
+
+
+# ---------------------------------------------------------------------------------------------
+# A tiny BAGAN-GP run on imbalanced digits
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    import bagan_train
+    path = tmp_path_factory.mktemp("classify") / "digits-imbalanced-run"
+    code = bagan_train.main(["--dataset", "digits", "--imbalanced", "--image-size", "32", "--batch-size", "16",
+                             "--epochs", "1", "--ae-epochs", "1", "--steps-per-epoch", "1",
+                             "--out", str(path), "--verbose", "0"])
+    assert code == 0
+    return path
+
+
+def test_generator_fills_exactly_the_minority_classes(tiny_run):
+    import keras
+    data = load_dataset("digits", image_size=32, imbalanced=True)
+    generator = keras.models.load_model(tiny_run / "generator.keras")
+    x_add, y_add = classify.rebalance_with_generator(data.x_train, data.y_train, generator, seed=3, num_classes=10)
+    counts = np.bincount(data.y_train, minlength=10)
+    assert np.bincount(y_add, minlength=10).tolist() == (counts.max() - counts).tolist()
+    assert not (y_add == 0).any()
+    assert x_add.dtype == np.uint8 and x_add.shape[1:] == (32, 32, 1)
+    latent_dim = generator.inputs[0].shape[-1]
+    for c in (1, 9):
+        n = counts.max() - counts[c]
+        z = np.random.default_rng([3, c]).standard_normal((n, latent_dim)).astype(np.float32)
+        expected = to_uint8(generator([z, np.full(n, c, np.int32)], training=False))
+        np.testing.assert_allclose(x_add[y_add == c].astype(int), expected.astype(int), atol=1)
+    other, _ = classify.rebalance_with_generator(data.x_train, data.y_train, generator, seed=4, num_classes=10)
+    assert not np.array_equal(x_add, other)
+    small = data.x_train[:, ::2, ::2]
+    resized, _ = classify.rebalance_with_generator(small, data.y_train, generator, seed=3, num_classes=10)
+    assert resized.shape == (len(y_add), 16, 16, 1)
+
+
+def test_cnn_svm_runs_end_to_end():
+    data = load_dataset("digits", image_size=16)
+    x, y = data.x_train[:300], data.y_train[:300]
+    fit, val = classify.split_validation(y, 0.1, 0, 10)
+    result = classify.train_and_score(x[fit], y[fit], x[val], y[val], data.x_test[:200], data.y_test[:200], 10,
+                                      classifier="cnn_svm", seed=0, epochs=3, top_k=2)
+    assert 1 <= result["best_epoch"] <= result["epochs"] <= 3
+    assert 0.3 < result["accuracy"] <= result["top_k"] <= 1
+    assert 0 <= result["cnn_accuracy"] <= 1
+    assert len(result["per_class_recall"]) == 10
+    recalls = [r for r in result["per_class_recall"] if r is not None]
+    assert result["acsa"] == pytest.approx(np.mean(recalls))
+
+
+def test_cnn_has_the_papers_layers():
+    model = classify.build_cnn((32, 32, 1), 10)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds.count("Conv2D") == 3 and kinds.count("MaxPooling2D") == 3
+    assert kinds[-1] == "Dense" and model.output_shape == (None, 10)
+    assert model.get_layer("features").output.shape[-1] == classify.FEATURE_DIMS
+    assert model.optimizer.learning_rate.numpy() == pytest.approx(1e-3)
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line
+
+
+@pytest.fixture(scope="module")
+def cli_run(tiny_run, tmp_path_factory):
+    """python classify.py --json on imbalanced digits: none, affine, the tiny run, 1 seed, 1 epoch."""
+    out = tmp_path_factory.mktemp("classify-out") / "results"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "classify.py"), "--dataset", "digits", "--imbalanced", "--augment", "none",
+         "--augment", "affine", "--augment", str(tiny_run), "--seeds", "1", "--epochs", "1", "--out", str(out),
+         "--json"], capture_output=True, text=True, cwd=REPO, timeout=600, env=ENV)
+    return proc, out
+
+
+def test_cli_json_has_a_row_per_training_set(cli_run, tiny_run):
+    proc, out = cli_run
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert [row["name"] for row in result["rows"]] == [classify.REFERENCE, "none", "affine", tiny_run.name]
+    assert [row["kind"] for row in result["rows"]] == ["reference", "none", "affine", "generator"]
+    assert result["imbalanced"] is True and result["image_size"] == 32 and result["seeds"] == [0]
+    assert result["test_counts"] == [54, 3, 5, 8, 11, 14, 17, 19, 21, 24]
+    fit = (np.array(result["train_counts"]) - np.array(result["validation_counts"])).tolist()
+    rows = {row["name"]: row for row in result["rows"]}
+    assert rows["none"]["train_counts"] == fit
+    for name in (classify.REFERENCE, "affine", tiny_run.name):
+        assert rows[name]["train_counts"] == [max(fit)] * 10
+    for row in result["rows"]:
+        assert len(row["per_seed"]) == 1 and row["per_seed"][0]["epochs"] == 1
+        assert 0 <= row["mean"]["accuracy"] <= row["mean"]["top_k"] <= 1
+        assert row["std"]["accuracy"] is None
+        assert len(row["mean"]["per_class_recall"]) == 10
+    assert result["reference"]["test_images_in_balanced_training_split"] > 0
+    assert json.loads((out / "results.json").read_text()) == result
+    assert (out / "per_class_recall.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "[classify] seed 0" in proc.stderr
+
+
+def test_table_has_paper_columns_and_a_row_per_training_set(cli_run, tiny_run):
+    proc, _ = cli_run
+    table = classify.format_table(json.loads(proc.stdout))
+    header = next(line for line in table.splitlines() if line.startswith("Training set"))
+    for column in ("Accuracy", "Precision", "Recall", "F1", "Top-2", "ACSA", "G-mean"):
+        assert column in header
+    for name in (classify.REFERENCE, "none", "affine", tiny_run.name):
+        assert sum(line.startswith(name) for line in table.splitlines()) == 2
+    assert "test split of the imbalanced protocol" in table
+
+
+BAD = {
+    "unknown-dataset": (["--dataset", "no_such_dataset"], "no_such_dataset"),
+    "no-dataset": (["--augment", "none"], "--dataset"),
+    "missing-run": (["--dataset", "digits", "--augment", "{tmp}/missing"], "does not exist"),
+    "twice": (["--dataset", "digits", "--augment", "none", "--augment", "none"], "twice"),
+    "seeds-0": (["--dataset", "digits", "--seeds", "0"], "--seeds"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_exits_2_with_one_line(case, tmp_path, capsys):
+    flags, needle = BAD[case]
+    out = tmp_path / "out"
+    assert classify.main([f.format(tmp=tmp_path) for f in flags] + ["--out", str(out)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], lines
+    assert not out.exists()
+
+
+def test_run_of_another_protocol_exits_2(tiny_run, tmp_path, capsys):
+    assert classify.main(["--dataset", "digits", "--augment", str(tiny_run), "--out", str(tmp_path / "o")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "--imbalanced" in lines[0]
+    assert classify.main(["--dataset", "digits", "--imbalanced", "--split-seed", "1", "--augment", str(tiny_run),
+                          "--out", str(tmp_path / "o")]) == 2
+    assert "split of seed 42" in capsys.readouterr().err
+
+
+def test_missing_run_folder_on_the_real_command_line(tmp_path):
+    proc = subprocess.run([sys.executable, str(REPO / "classify.py"), "--dataset", "digits", "--augment",
+                           str(tmp_path / "missing")], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=120, env=ENV)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "does not exist" in lines[0]
+    assert proc.stdout == "" and not (tmp_path / "train_results").exists()
