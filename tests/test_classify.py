@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import classify  # noqa: E402
+from conftest import train_tiny_run  # noqa: E402
 from datasets import load_dataset, to_uint8  # noqa: E402
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
@@ -180,13 +181,7 @@ def test_real_reference_pool_holds_no_image_of_either_split():
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    import bagan_train
-    path = tmp_path_factory.mktemp("classify") / "digits-imbalanced-run"
-    code = bagan_train.main(["--dataset", "digits", "--imbalanced", "--image-size", "32", "--batch-size", "16",
-                             "--epochs", "1", "--ae-epochs", "1", "--steps-per-epoch", "1",
-                             "--out", str(path), "--verbose", "0"])
-    assert code == 0
-    return path
+    return train_tiny_run(tmp_path_factory.mktemp("classify") / "digits-imbalanced-run", 1, 1, "--imbalanced")
 
 
 def test_generator_fills_exactly_the_minority_classes(tiny_run):

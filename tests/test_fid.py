@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import fid  # noqa: E402
+from conftest import train_tiny_run  # noqa: E402
 
 COMMON = ["--weights", "random", "--per-class", "8", "--real-per-class", "8", "--batch-size", "8"]
 
@@ -241,12 +242,7 @@ def test_corrupt_cache_file_is_recomputed(tiny_model, tmp_path):
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
-    import bagan_train
-    path = tmp_path_factory.mktemp("fid") / "digits-run"
-    code = bagan_train.main(["--dataset", "digits", "--image-size", "32", "--batch-size", "16", "--epochs", "1",
-                             "--ae-epochs", "1", "--steps-per-epoch", "1", "--out", str(path), "--verbose", "0"])
-    assert code == 0
-    return path
+    return train_tiny_run(tmp_path_factory.mktemp("fid") / "digits-run")
 
 
 @pytest.fixture(scope="session")

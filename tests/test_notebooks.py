@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import train_tiny_run
+
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 NAMES = ("progress", "fid_report", "latent_space")
@@ -95,12 +97,7 @@ def test_strip_outputs_empties_outputs_and_counts(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    import bagan_train
-    path = tmp_path_factory.mktemp("notebooks") / "digits-tiny"
-    code = bagan_train.main(["--dataset", "digits", "--image-size", "32", "--batch-size", "16", "--epochs", "2",
-                             "--ae-epochs", "1", "--steps-per-epoch", "2", "--out", str(path), "--verbose", "0"])
-    assert code == 0
-    return path
+    return train_tiny_run(tmp_path_factory.mktemp("notebooks") / "digits-tiny", epochs=2, steps=2)
 
 
 @pytest.fixture(scope="module")
