@@ -58,7 +58,6 @@ INCEPTION_DIMS = 2048
 
 CLASSIFIER_FILE = "fid_classifier.keras"
 CLASSIFIER_META = "fid_classifier.json"
-CLASSIFIER_DIMS = 128
 CLASSIFIER_EPOCHS = 10
 
 CACHE_FORMAT = 1
@@ -393,21 +392,10 @@ def inception_extractor(weights_path=None, seed=0) -> FeatureExtractor:
 # Classifier features
 
 
-def build_feature_classifier(image_shape, num_classes, dims=CLASSIFIER_DIMS):
-    """A small CNN whose penultimate layer, named 'features', gives the classifier feature space."""
-    import keras
-    from keras import layers
-    image = keras.Input(image_shape, name="image")
-    x = image
-    for filters in (32, 64, 128):
-        x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
-        x = layers.MaxPooling2D()(x)
-    features = layers.Dense(dims, activation="relu", name="features")(layers.Flatten()(x))
-    logits = layers.Dense(num_classes, name="logits")(layers.Dropout(0.3)(features))
-    model = keras.Model(image, logits, name="fid_classifier")
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    return model
+def build_feature_classifier(image_shape, num_classes):
+    """Paper 003's CNN of classify.py; its penultimate layer, named 'features', is the feature space."""
+    from classify import build_cnn
+    return build_cnn(image_shape, num_classes)
 
 
 def train_feature_classifier(data, seed=0, epochs=CLASSIFIER_EPOCHS, batch_size=64):
@@ -581,7 +569,8 @@ def load_autoencoder(run):
     if missing:
         raise UsageError(f"{run.path} has no {', '.join(n + '.keras' for n in missing)} for the autoencoder baseline")
     encoder, embedding, decoder = (load_model(run.path / f"{n}.keras") for n in names)
-    if run.config.get("variant", "v3") == "v3":
+    from bagan_gp import VARIANTS
+    if VARIANTS[run.config.get("variant", "v3")]["supervised_autoencoder"]:
         return lambda x, y: decoder(embedding([encoder(x, training=False), y], training=False), training=False)
     return lambda x, y: decoder(encoder(x, training=False), training=False)
 
