@@ -86,10 +86,13 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def build_config(args):
-    """Flags -> the full run configuration, with paper and dataset defaults filled in."""
+def build_config(args, data_in_memory=False):
+    """Flags -> the full run configuration, with paper and dataset defaults filled in.
+
+    `data_in_memory`: the caller brings its own Dataset (the oversampler); --dataset only names it.
+    """
     from datasets import DATASET_NAMES
-    if args.dataset not in DATASET_NAMES and not os.path.isdir(args.dataset):
+    if not data_in_memory and args.dataset not in DATASET_NAMES and not os.path.isdir(args.dataset):
         raise UsageError(f"unknown dataset {args.dataset!r}: use one of {', '.join(DATASET_NAMES)} "
                          "or a folder of class subfolders")
     config = dict(PAPER_DEFAULTS)
@@ -539,9 +542,22 @@ def train(args):
             raise UsageError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
 
     from datasets import load_dataset
-    import keras
     data = load_dataset(config["dataset"], data_dir=config["data_dir"], image_size=config["image_size"],
                         imbalanced=config["imbalanced"], seed=config["seed"])
+    code, summary = fit_run(config, data, run_dir, args.verbose)
+    if code == 0:
+        print(json.dumps(summary) if args.json else f"done in {summary['seconds']} s: {run_dir}")
+    return code
+
+
+def fit_run(config, data, run_dir, verbose=1):
+    """Train the run described by `config` on `data` into `run_dir` (new or to resume).
+
+    Writes config.json (with the data's class names and counts), the autoencoder, the GAN and
+    every file of the run folder. Returns (exit code, summary); a non-finite loss gives code 1
+    with the last good checkpoint kept. Used by `train` and by the oversampler.
+    """
+    import keras
     if len(data.x_train) < config["batch_size"]:
         raise UsageError(f"batch size {config['batch_size']} is larger than the training split "
                          f"({len(data.x_train)} images)")
@@ -560,7 +576,7 @@ def train(args):
         print("[autoencoder] already trained in this run folder; loading it", flush=True)
         encoder, embedding, decoder = load_autoencoder(run_dir)
     else:
-        encoder, embedding, decoder = train_autoencoder(config, data, run_dir, args.verbose)
+        encoder, embedding, decoder = train_autoencoder(config, data, run_dir, verbose)
     model = build_bagan(config, data, encoder, embedding, decoder)
     first_epoch = load_checkpoint(model, checkpoints[-1]) if checkpoints else 0
     if checkpoints:
@@ -568,20 +584,19 @@ def train(args):
 
     nan_step = None
     if first_epoch < config["epochs"]:
-        nan_step = train_gan(config, data, run_dir, model, first_epoch, args.verbose)
+        nan_step = train_gan(config, data, run_dir, model, first_epoch, verbose)
     assemble_gif(os.path.join(run_dir, "samples"), os.path.join(run_dir, "progress.gif"))
+    summary = dict(run_dir=run_dir, epochs=config["epochs"], seconds=round(time.time() - started, 1))
     if nan_step is not None:
         last = list_checkpoints(os.path.join(run_dir, "checkpoints"))
         keep = f"the last good checkpoint is {last[-1]}" if last else "no checkpoint was written"
         print(f"error: a non-finite loss ({', '.join(model.nan_losses)}) at generator step {nan_step}; "
               f"training stopped, {keep}", file=sys.stderr)
-        return 1
+        return 1, dict(summary, nan_step=nan_step)
     save_model(model.generator, os.path.join(run_dir, "generator.keras"))
     save_model(model.critic, os.path.join(run_dir, "critic.keras"))
-    summary = dict(run_dir=run_dir, epochs=config["epochs"], seconds=round(time.time() - started, 1),
-                   last=read_history(os.path.join(run_dir, "history.csv"))[-1:])
-    print(json.dumps(summary) if args.json else f"done in {summary['seconds']} s: {run_dir}")
-    return 0
+    summary["last"] = read_history(os.path.join(run_dir, "history.csv"))[-1:]
+    return 0, summary
 
 
 def generate(args):
