@@ -22,6 +22,28 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+# What each --model is made of (the classes are in bagan_gp.py). autoencoder: which one initialises the generator
+# ("variant": the BAGAN-GP variant decides; None: networks start fresh). train_ratio: its critic
+# steps per generator step by default; gradient_penalty: whether --gp-weight applies.
+MODELS = {
+    "bagan_gp": dict(title="BAGAN-GP", autoencoder="variant", train_ratio=5, gradient_penalty=True),
+    "bagan": dict(title="BAGAN", autoencoder="unsupervised", train_ratio=1, gradient_penalty=False),
+    "cdragan": dict(title="cDRAGAN", autoencoder=None, train_ratio=5, gradient_penalty=True),
+    "wgan_gp": dict(title="conditional WGAN-GP", autoencoder=None, train_ratio=5, gradient_penalty=True),
+    "cgan": dict(title="CGAN", autoencoder=None, train_ratio=1, gradient_penalty=False),
+    "acgan": dict(title="AC-GAN", autoencoder=None, train_ratio=1, gradient_penalty=False),
+}
+
+
+def autoencoder_kind(config):
+    """"supervised", "unsupervised" or None: the autoencoder a run's configuration trains first."""
+    from bagan_gp import VARIANTS
+    kind = MODELS[config.get("model", "bagan_gp")]["autoencoder"]
+    if kind == "variant":
+        return "supervised" if VARIANTS[config.get("variant") or "v3"]["supervised_autoencoder"] else "unsupervised"
+    return kind
+
+
 PAPER_DEFAULTS = dict(image_size=64, batch_size=128, latent_dim=128, learning_rate=2e-4,
                       beta_1=0.5, beta_2=0.9, train_ratio=5, gp_weight=10.0)
 # Epochs of the paper's Sec. 4 (cells 100, Fashion-MNIST 15, CIFAR-10 30); the autoencoder's are ours.
@@ -65,10 +87,19 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, help="GAN epochs (default depends on the dataset)")
     p.add_argument("--ae-epochs", type=int, help="autoencoder epochs (default depends on the dataset)")
     p.add_argument("--steps-per-epoch", type=int, help="cap on generator steps per epoch (smoke runs)")
-    p.add_argument("--variant", choices=["v1", "v2", "v3"], default="v3",
-                   help="v1: real labels for fakes; v2: balanced labels; v3: v2 + supervised autoencoder")
+    p.add_argument("--model", choices=list(MODELS), default="bagan_gp",
+                   help="bagan_gp (this paper), bagan (original BAGAN), cdragan, wgan_gp (conditional), "
+                        "cgan, acgan: the papers' baselines on the same networks")
+    p.add_argument("--variant", choices=["v1", "v2", "v3"],
+                   help="bagan_gp only (default v3). v1: real labels for fakes; v2: balanced labels; "
+                        "v3: v2 + supervised autoencoder")
     p.add_argument("--critic-init", choices=["none", "encoder"], default="none",
-                   help="initialise the critic's convolutions from the pretrained encoder")
+                   help="bagan_gp only: initialise the critic's convolutions from the pretrained encoder")
+    p.add_argument("--real-fraction", type=float,
+                   help="acgan only: share of real images in each discriminator batch "
+                        "(default 0.5; paper 003: 0.25 for AC-GAN v1, 0.75 for v2)")
+    p.add_argument("--alternate", action="store_true",
+                   help="acgan only (AC-GAN v3): 75%% real images, 50%% every third epoch")
     p.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32",
                    help="Keras dtype policy; losses and the penalty's norm stay float32")
     p.add_argument("--jit-compile", choices=["auto", "true", "false"], default="auto",
@@ -98,16 +129,41 @@ def build_config(args, data_in_memory=False):
     config = dict(PAPER_DEFAULTS)
     preset = f"{args.dataset} --imbalanced" if args.imbalanced else args.dataset
     config.update(DATASET_DEFAULTS.get(preset) or DATASET_DEFAULTS.get(args.dataset, FOLDER_DEFAULTS))
+    config.update(model_defaults(args))
     for key in list(PAPER_DEFAULTS) + ["epochs", "ae_epochs"]:
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
     config.update(dataset=args.dataset, data_dir=args.data_dir, imbalanced=args.imbalanced,
-                  variant=args.variant, critic_init=args.critic_init, precision=args.precision,
+                  model=args.model, variant=(args.variant or "v3") if args.model == "bagan_gp" else None,
+                  critic_init=args.critic_init, precision=args.precision,
                   jit_compile=args.jit_compile,
                   seed=args.seed, steps_per_epoch=args.steps_per_epoch,
                   keep_checkpoints=args.keep_checkpoints)
     validate_config(config)
     return config
+
+
+def model_defaults(args):
+    """The settings a --model implies, after refusing the flags that do not apply to it."""
+    model = MODELS[args.model]
+    misplaced = [flag for flag, given, allowed in (
+        ("--variant", args.variant is not None, args.model == "bagan_gp"),
+        ("--critic-init encoder", args.critic_init != "none", args.model == "bagan_gp"),
+        ("--gp-weight", args.gp_weight is not None, model["gradient_penalty"]),
+        ("--real-fraction", args.real_fraction is not None, args.model == "acgan"),
+        ("--alternate", args.alternate, args.model == "acgan"),
+    ) if given and not allowed]
+    if misplaced:
+        raise UsageError(f"{', '.join(misplaced)} does not apply to --model {args.model}")
+    defaults = dict(train_ratio=model["train_ratio"])
+    if not model["gradient_penalty"]:
+        defaults["gp_weight"] = 0.0
+    if args.model == "acgan":
+        defaults.update(alternate=args.alternate,
+                        real_fraction=args.real_fraction or (0.75 if args.alternate else 0.5))
+        if not 0.0 < defaults["real_fraction"] < 1.0:
+            raise UsageError(f"--real-fraction must be between 0 and 1, got {defaults['real_fraction']}")
+    return defaults
 
 
 def validate_config(config):
@@ -136,7 +192,8 @@ def library_versions():
 def new_run_dir(config):
     name = os.path.basename(os.path.normpath(config["dataset"]))
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return os.path.join("train_results", f"{name}-{config['variant']}-{stamp}")
+    model = config["variant"] if config.get("model", "bagan_gp") == "bagan_gp" else config["model"]
+    return os.path.join("train_results", f"{name}-{model}-{stamp}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,11 +275,12 @@ def make_callbacks():
     class HistoryCSV(keras.callbacks.Callback):
         """Appends one row per epoch (phase, epoch, losses) to history.csv and redraws losses.png."""
 
-        def __init__(self, run_dir, phase):
+        def __init__(self, run_dir, phase, title="BAGAN-GP"):
             super().__init__()
             self.path = os.path.join(run_dir, "history.csv")
             self.plot_path = os.path.join(run_dir, "losses.png")
             self.phase = phase
+            self.title = title
 
         def on_epoch_end(self, epoch, logs=None):
             if getattr(self.model, "nan_step", None) is not None:
@@ -231,7 +289,7 @@ def make_callbacks():
             rows.append(dict(phase=self.phase, epoch=epoch + 1,
                              **{k: float(v) for k, v in (logs or {}).items()}))
             write_history(self.path, rows)
-            plot_losses(rows, self.plot_path)
+            plot_losses(rows, self.plot_path, self.title)
 
     class StopOnNaN(keras.callbacks.Callback):
         """Stops at the first non-finite loss and remembers the step; nothing is saved after it."""
@@ -285,11 +343,18 @@ def make_callbacks():
             for old in list_checkpoints(self.dir)[:-self.keep]:
                 os.remove(old)
 
-    return HistoryCSV, StopOnNaN, SampleGrid, Checkpoint
+    class EpochSchedule(keras.callbacks.Callback):
+        """Tells a model with a per-epoch schedule (AC-GAN v3's batch proportions) the epoch."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if hasattr(self.model, "begin_epoch"):
+                self.model.begin_epoch(epoch)
+
+    return HistoryCSV, StopOnNaN, SampleGrid, Checkpoint, EpochSchedule
 
 
 HISTORY_FIELDS = ["phase", "epoch", "loss", "val_loss", "d_loss", "g_loss", "gp",
-                  "d_real", "d_fake", "d_wrong"]
+                  "d_real", "d_fake", "d_wrong", "d_class"]
 
 
 def read_history(path):
@@ -308,20 +373,20 @@ def write_history(path, rows):
     atomic_write(path, write)
 
 
-def plot_losses(rows, path):
+def plot_losses(rows, path, title="BAGAN-GP"):
     """losses.png: autoencoder train/test MAE and the GAN's losses per epoch."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, (ax_ae, ax_gan) = plt.subplots(1, 2, figsize=(11, 4))
     for phase, ax, keys in (("autoencoder", ax_ae, ["loss", "val_loss"]),
-                            ("gan", ax_gan, ["d_loss", "g_loss", "d_real", "d_fake", "d_wrong", "gp"])):
+                            ("gan", ax_gan, ["d_loss", "g_loss", "d_real", "d_fake", "d_wrong", "d_class", "gp"])):
         phase_rows = [r for r in rows if r["phase"] == phase]
         for key in keys:
             points = [(int(r["epoch"]), float(r[key])) for r in phase_rows if key in r]
             if points:
                 ax.plot(*zip(*points), label={"loss": "train MAE", "val_loss": "test MAE"}.get(key, key))
-        ax.set_title({"autoencoder": "autoencoder reconstruction", "gan": "BAGAN-GP"}[phase])
+        ax.set_title({"autoencoder": "autoencoder reconstruction", "gan": title}[phase])
         ax.set_xlabel("epoch")
         if ax.lines:
             ax.legend()
@@ -423,11 +488,10 @@ def train_autoencoder(config, data, run_dir, verbose):
     """Phase 1: the (supervised, for v3) autoencoder; saves encoder/embedding/decoder .keras."""
     from autoencoder import (build_decoder, build_embedding, build_encoder, build_supervised_autoencoder,
                              build_unsupervised_autoencoder, compile_autoencoder)
-    from bagan_gp import VARIANTS
     from datasets import make_tf_dataset
     HistoryCSV, *_ = make_callbacks()
 
-    supervised = VARIANTS[config["variant"]]["supervised_autoencoder"]
+    supervised = autoencoder_kind(config) == "supervised"
     shape = data.x_train.shape[1:]
     encoder = build_encoder(shape, config["latent_dim"])
     decoder = build_decoder(shape, config["latent_dim"])
@@ -465,21 +529,42 @@ def load_autoencoder(run_dir):
             for name in ("encoder", "embedding", "decoder")]
 
 
-def build_bagan(config, data, encoder, embedding, decoder):
-    """Phase 2 models: generator from (embedding, decoder), critic fresh or from the encoder."""
+def encode_training_images(encoder, data, batch_size):
+    """The encoder's latent vectors of every training image, in order."""
+    from datasets import make_tf_dataset
+    images = make_tf_dataset(data.x_train, data.y_train, batch_size, shuffle=False).map(lambda x, y: x)
+    return encoder.predict(images, verbose=0)
+
+
+def build_model(config, data, encoder=None, embedding=None, decoder=None):
+    """Phase 2: the --model's generator and critic (from the autoencoder where it has one), compiled."""
     import keras
-    from autoencoder import build_embedding
-    from bagan_gp import BAGANGP, VARIANTS, build_critic, build_generator
-    variant = VARIANTS[config["variant"]]
-    if not variant["supervised_autoencoder"]:
-        embedding = build_embedding(data.num_classes, config["latent_dim"])
-    generator = build_generator(embedding, decoder)
-    critic = build_critic(data.x_train.shape[1:], data.num_classes,
-                          encoder=encoder if config["critic_init"] == "encoder" else None)
-    model = BAGANGP(generator, critic, data.num_classes, latent_dim=config["latent_dim"],
-                    train_ratio=config["train_ratio"], gp_weight=config["gp_weight"],
-                    balanced_labels=variant["balanced_labels"],
-                    wrong_label_term=variant["wrong_label_term"], seed=config["seed"])
+    import bagan_gp as gan
+    from autoencoder import build_decoder, build_embedding
+    name, num_classes, shape = config.get("model", "bagan_gp"), data.num_classes, data.x_train.shape[1:]
+    common = dict(latent_dim=config["latent_dim"], train_ratio=config["train_ratio"],
+                  gp_weight=config["gp_weight"], seed=config["seed"])
+    if decoder is None:
+        decoder = build_decoder(shape, config["latent_dim"])
+    if name == "bagan":
+        means, covariances = gan.class_conditional_statistics(
+            encode_training_images(encoder, data, config["batch_size"]), data.y_train, num_classes)
+        generator = gan.build_generator(gan.build_class_conditional_latent(means, covariances), decoder)
+        model = gan.BAGAN(generator, gan.build_bagan_discriminator(encoder, num_classes), num_classes, **common)
+    elif name == "acgan":
+        generator = gan.build_generator(build_embedding(num_classes, config["latent_dim"]), decoder)
+        model = gan.ACGAN(generator, gan.build_acgan_discriminator(shape, num_classes), num_classes,
+                          real_fraction=config["real_fraction"], alternate=config["alternate"], **common)
+    else:
+        variant = gan.VARIANTS[config["variant"] if name == "bagan_gp" else "v1"]
+        if embedding is None or not variant["supervised_autoencoder"]:
+            embedding = build_embedding(num_classes, config["latent_dim"])
+        critic = gan.build_critic(shape, num_classes,
+                                  encoder=encoder if config.get("critic_init") == "encoder" else None)
+        loss = gan.wasserstein if name == "wgan_gp" else gan.sigmoid_cross_entropy
+        model = gan.BAGANGP(gan.build_generator(embedding, decoder), critic, num_classes,
+                            balanced_labels=variant["balanced_labels"],
+                            wrong_label_term=variant["wrong_label_term"], adversarial_loss=loss, **common)
 
     def adam():
         return keras.optimizers.Adam(config["learning_rate"], beta_1=config["beta_1"], beta_2=config["beta_2"])
@@ -496,22 +581,25 @@ def steps_per_epoch(config, data):
 
 
 def train_gan(config, data, run_dir, model, first_epoch, verbose):
-    """Phase 2: BAGAN-GP with Keras fit; returns the step at which a loss became NaN, or None."""
+    """Phase 2: the GAN with Keras fit; returns the step at which a loss became NaN, or None."""
     import keras
     from datasets import make_tf_dataset
-    HistoryCSV, StopOnNaN, SampleGrid, Checkpoint = make_callbacks()
+    HistoryCSV, StopOnNaN, SampleGrid, Checkpoint, EpochSchedule = make_callbacks()
     steps = steps_per_epoch(config, data)
+    name = config.get("model", "bagan_gp")
     real_row = np.stack([data.x_train[data.y_train == c][0] for c in range(data.num_classes)])
     noise = np.random.default_rng(config["seed"]).standard_normal((GRID_ROWS, config["latent_dim"]))
     callbacks = [
+        EpochSchedule(),
         StopOnNaN(steps),
-        HistoryCSV(run_dir, "gan"),
+        HistoryCSV(run_dir, "gan", MODELS[name]["title"]),
         SampleGrid(run_dir, real_row, noise.astype(np.float32)),
         Checkpoint(run_dir, config["keep_checkpoints"]),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), update_freq="epoch"),
     ]
     model.nan_step = None
-    print(f"[bagan-gp] {config['variant']}, epochs {first_epoch + 1}..{config['epochs']}, "
+    label = f"bagan-gp] {config['variant']}" if name == "bagan_gp" else f"{name}]"
+    print(f"[{label}, epochs {first_epoch + 1}..{config['epochs']}, "
           f"{steps} generator steps per epoch, train ratio {config['train_ratio']}", flush=True)
     batches = make_tf_dataset(data.x_train, data.y_train, config["batch_size"], seed=config["seed"],
                               drop_remainder=True, repeat=True, first_epoch=first_epoch, steps_per_epoch=steps)
@@ -572,12 +660,15 @@ def fit_run(config, data, run_dir, verbose=1):
     set_precision(config)
     started = time.time()
     checkpoints = list_checkpoints(os.path.join(run_dir, "checkpoints"))
-    if all(os.path.exists(os.path.join(run_dir, f"{n}.keras")) for n in ("encoder", "embedding", "decoder")):
+    encoder = embedding = decoder = None
+    if autoencoder_kind(config) is None:
+        print(f"[{config['model']}] no autoencoder: the networks start from random weights", flush=True)
+    elif all(os.path.exists(os.path.join(run_dir, f"{n}.keras")) for n in ("encoder", "embedding", "decoder")):
         print("[autoencoder] already trained in this run folder; loading it", flush=True)
         encoder, embedding, decoder = load_autoencoder(run_dir)
     else:
         encoder, embedding, decoder = train_autoencoder(config, data, run_dir, verbose)
-    model = build_bagan(config, data, encoder, embedding, decoder)
+    model = build_model(config, data, encoder, embedding, decoder)
     first_epoch = load_checkpoint(model, checkpoints[-1]) if checkpoints else 0
     if checkpoints:
         print(f"[bagan-gp] resuming from {checkpoints[-1]} (epoch {first_epoch})", flush=True)

@@ -564,13 +564,17 @@ def load_model(path):
 
 def load_autoencoder(run):
     """The run's reconstruction function (images, labels) -> images (v3 goes through the embedding)."""
+    from bagan_train import autoencoder_kind
+    kind = autoencoder_kind(run.config)
+    if kind is None:
+        raise UsageError(f"{run.path} is a {run.config['model']} run, which has no autoencoder: "
+                         "--baselines needs a bagan_gp or bagan run")
     names = ("encoder", "embedding", "decoder")
     missing = [n for n in names if not (run.path / f"{n}.keras").is_file()]
     if missing:
         raise UsageError(f"{run.path} has no {', '.join(n + '.keras' for n in missing)} for the autoencoder baseline")
     encoder, embedding, decoder = (load_model(run.path / f"{n}.keras") for n in names)
-    from bagan_gp import VARIANTS
-    if VARIANTS[run.config.get("variant", "v3")]["supervised_autoencoder"]:
+    if kind == "supervised":
         return lambda x, y: decoder(embedding([encoder(x, training=False), y], training=False), training=False)
     return lambda x, y: decoder(encoder(x, training=False), training=False)
 
@@ -619,6 +623,7 @@ def _row(name, kind, reference, feature_sets, comparable, run=None):
 
 
 def _runs_and_dataset(args):
+    from bagan_train import autoencoder_kind
     runs = [load_run(d) for d in args.run_dirs]
     keys = [dataset_key(r, args) for r in runs]
     if any(k != keys[0] for k in keys[1:]):
@@ -627,6 +632,8 @@ def _runs_and_dataset(args):
                          "score them separately or override with --dataset/--image-size/--imbalanced/--split-seed")
     if args.baselines and any(r.config["image_size"] != keys[0]["image_size"] for r in runs):
         raise UsageError("--baselines needs the real images at the run's own image size (the autoencoder's input)")
+    if args.baselines and all(autoencoder_kind(r.config) is None for r in runs):
+        raise UsageError("--baselines needs a bagan_gp or bagan run: the other models have no autoencoder")
     return runs, keys[0]
 
 
@@ -651,19 +658,21 @@ def score(args) -> dict:
     classes, names, bs = range(data.num_classes), data.class_names, args.batch_size
     reference = [scoring.real("test", c) for c in classes]
     rows = []
+    from bagan_train import autoencoder_kind
     for run in runs:
         generator = load_model(run.path / "generator.keras")
         generated = [scoring.features(generated_batches(generator, c, args.per_class, bs, args.seed),
                                       args.per_class, f"{run.name} class {names[c]}") for c in classes]
         rows.append(_row(run.name, GENERATED, reference, generated, extractor.comparable, run))
     if args.baselines:
-        for run in runs:
+        with_autoencoder = [run for run in runs if autoencoder_kind(run.config) is not None]
+        for run in with_autoencoder:
             autoencoder = load_autoencoder(run)
             train_images = [_first_per_class(data.x_train, data.y_train, c, args.real_per_class) for c in classes]
             reconstructed = [scoring.features(reconstructed_batches(autoencoder, train_images[c], c, bs),
                                               len(train_images[c]), f"{run.name} reconstructions of class {names[c]}")
                              for c in classes]
-            name = RECONSTRUCTED if len(runs) == 1 else f"{RECONSTRUCTED} {run.name}"
+            name = RECONSTRUCTED if len(with_autoencoder) == 1 else f"{RECONSTRUCTED} {run.name}"
             rows.append(_row(name, "reconstructed", reference, reconstructed, extractor.comparable, run))
         train = [scoring.real("train", c) for c in classes]
         rows.append(_row(REAL_TRAIN, "real_train", reference, train, extractor.comparable))

@@ -66,7 +66,7 @@ def main(argv=None):
     keras.utils.set_random_seed(config["seed"])
     bagan_train.set_precision(config)
     shape = data.x_train.shape[1:]
-    model = bagan_train.build_bagan(config, data, build_encoder(shape, config["latent_dim"]),
+    model = bagan_train.build_model(config, data, build_encoder(shape, config["latent_dim"]),
                                     build_embedding(data.num_classes, config["latent_dim"]),
                                     build_decoder(shape, config["latent_dim"]))
     steps = bagan_train.steps_per_epoch(config, data)

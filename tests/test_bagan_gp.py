@@ -217,7 +217,7 @@ def test_critic_loss_v1_terms_match_hand_computation():
     model = BAGANGP(generator, critic, num_classes, latent_dim=LATENT, gp_weight=10.0,
                     balanced_labels=False, wrong_label_term=False, seed=1)
     real, labels = real_batch(9, num_classes)
-    total, parts = model.critic_loss(T(real), T(labels))
+    total, parts = model.critic_loss(T(real), T(labels), *model.sample_fakes(T(labels)))
     parts = {k: float(npy(v)) for k, v in parts.items()}
 
     fake = np.tanh(table.get_weights()[0][labels].reshape((-1,) + SHAPE))
@@ -235,7 +235,7 @@ def test_critic_loss_wrong_label_term_matches_hand_computation():
     """Eq. (14) with two classes: the wrong label of y is 1 - y, so the third term is known."""
     model = small_gan(num_classes=2, gp_weight=3.0, balanced_labels=True, wrong_label_term=True)
     real, labels = real_batch(8, 2)
-    total, parts = model.critic_loss(T(real), T(labels))
+    total, parts = model.critic_loss(T(real), T(labels), *model.sample_fakes(T(labels)))
     parts = {k: float(npy(v)) for k, v in parts.items()}
     d_real = np.mean(softplus(-npy(model.critic([real, labels]))))
     d_wrong = np.mean(softplus(npy(model.critic([real, 1 - labels]))))
@@ -249,7 +249,7 @@ def test_critic_loss_wrong_label_term_matches_hand_computation():
 def test_critic_loss_without_wrong_label_term_has_zero_d_wrong():
     model = small_gan(gp_weight=10.0, balanced_labels=True, wrong_label_term=False)
     real, labels = real_batch(8)
-    total, parts = model.critic_loss(T(real), T(labels))
+    total, parts = model.critic_loss(T(real), T(labels), *model.sample_fakes(T(labels)))
     parts = {k: float(npy(v)) for k, v in parts.items()}
     assert parts["d_wrong"] == 0.0
     assert all(math.isfinite(v) for v in parts.values())
@@ -337,7 +337,7 @@ def build_like_the_script(config, data):
     encoder = build_encoder(shape, config["latent_dim"])
     embedding = build_embedding(data.num_classes, config["latent_dim"])
     decoder = build_decoder(shape, config["latent_dim"])
-    return bagan_train.build_bagan(config, data, encoder, embedding, decoder)
+    return bagan_train.build_model(config, data, encoder, embedding, decoder)
 
 
 @pytest.mark.parametrize("variant", ["v1", "v2", "v3"])

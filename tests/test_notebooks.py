@@ -185,6 +185,26 @@ def test_latent_space_notebook(tiny_run, kernel_manager, kernel_env):
     assert images(nb) == 2  # Fig. 10, Fig. 11
 
 
+@pytest.fixture(scope="module")
+def acgan_run(tmp_path_factory):
+    """A run of a model without autoencoder (no encoder.keras, no reconstruction.png)."""
+    return train_tiny_run(tmp_path_factory.mktemp("notebooks") / "digits-acgan", 2, 2, "--model", "acgan")
+
+
+def test_notebooks_on_a_model_without_autoencoder(acgan_run, kernel_manager, kernel_env, tmp_path):
+    env = dict(kernel_env, BAGAN_RUN=str(acgan_run), BAGAN_RESULTS=str(tmp_path))
+    nb = execute("progress", kernel_manager, env)
+    out = text(nb)
+    assert "model acgan," in out
+    assert "reconstruction.png is not there" in out
+    assert images(nb) == 3  # the grids of EPOCHS and the losses
+    nb = execute("latent_space", kernel_manager, env)
+    out = text(nb)
+    assert "has no encoder.keras (model acgan)" in out
+    assert "(b) BAGAN-GP: supervised encoder: skipped" in out
+    assert images(nb) == 2  # Fig. 10 (its panels say why they are empty), Fig. 11 of the AC-GAN
+
+
 def test_default_run_is_the_newest_run_folder(tiny_run, kernel_manager, kernel_env, tmp_path):
     """Without BAGAN_RUN: the newest folder with a config.json in the results folder."""
     results = tmp_path / "train_results"
