@@ -143,6 +143,11 @@ class AdversarialModel(keras.Model):
     `generator_loss`; a model supplies those two and `sample_fakes`. The fakes of a critic step are
     drawn before its gradient tape: constants for the critic, so the generator's activations are
     not held for a backward pass that never reaches them.
+
+    Under a tf.distribute strategy `train_step` runs once per replica on its share of the global
+    batch: the losses are means over that share, so their gradients are scaled by 1 / replicas
+    before the optimizers sum them (`replica_loss_scale`); every random draw is made for the
+    global batch and each replica keeps its own rows (`replica_rows`).
     """
 
     loss_parts = ("d_loss", "g_loss", "d_real", "d_fake")
@@ -158,11 +163,15 @@ class AdversarialModel(keras.Model):
         self.gp_weight = gp_weight
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_parts}
+        self.built = True  # its networks are; fit under a strategy would otherwise call it on images
 
     def compile(self, d_optimizer, g_optimizer, **kwargs):
+        """Both optimizers, built now: their slots must exist before a replicated train_step runs."""
         super().compile(**kwargs)
         self.d_optimizer = d_optimizer
         self.g_optimizer = g_optimizer
+        d_optimizer.build(self.critic.trainable_variables)
+        g_optimizer.build(self.generator.trainable_variables)
 
     @property
     def metrics(self):
@@ -171,18 +180,43 @@ class AdversarialModel(keras.Model):
     def call(self, inputs, training=False):
         return self.generator(inputs, training=training)
 
+    @staticmethod
+    def replica_loss_scale():
+        """1 / replicas in sync: the optimizers sum the replicas' gradients of their local means."""
+        return 1.0 / tf.distribute.get_strategy().num_replicas_in_sync
+
+    def replica_rows(self, draw, shape):
+        """This replica's rows of `draw(shape)` made for the whole global batch.
+
+        All replicas share the seed generator's state, so each draws the same global sample and
+        keeps a different slice: no two replicas get the same noise, and the numbers a batch sees
+        do not depend on how many replicas share it (one device draws the same global sample).
+        """
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync if context is not None else 1
+        if replicas == 1:
+            return draw(shape)
+        rows = shape[0]
+        start = ops.cast(context.replica_id_in_sync_group, "int32") * rows
+        sample = draw((rows * replicas,) + tuple(shape[1:]))
+        return ops.slice(sample, [start] + [0] * (len(shape) - 1), (rows,) + tuple(shape[1:]))
+
     def sample_noise(self, batch_size):
-        return keras.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
+        return self.replica_rows(lambda shape: keras.random.normal(shape, seed=self.seed_generator),
+                                 (batch_size, self.latent_dim))
+
+    def sample_integers(self, count, low, high):
+        """Integers uniform in [low, high), `count` of them per replica."""
+        return self.replica_rows(lambda shape: keras.random.randint(shape, low, high, seed=self.seed_generator,
+                                                                    dtype="int32"), (count,))
 
     def sample_balanced_labels(self, batch_size):
         """y_f ~ U{0, ..., K-1}: every class equally often, whatever the data's imbalance."""
-        return keras.random.randint((batch_size,), 0, self.num_classes, seed=self.seed_generator,
-                                    dtype="int32")
+        return self.sample_integers(batch_size, 0, self.num_classes)
 
     def sample_wrong_labels(self, labels):
         """y_wrong uniform over the K-1 classes that are not the true label."""
-        shift = keras.random.randint(ops.shape(labels), 1, self.num_classes,
-                                     seed=self.seed_generator, dtype="int32")
+        shift = self.sample_integers(ops.shape(labels)[0], 1, self.num_classes)
         return (labels + shift) % self.num_classes
 
     def generate(self, labels):
@@ -195,7 +229,8 @@ class AdversarialModel(keras.Model):
         The norm is taken in float32 with a small epsilon inside the square root.
         """
         batch_size = ops.shape(real_images)[0]
-        alpha = keras.random.uniform((batch_size, 1, 1, 1), seed=self.seed_generator)
+        alpha = self.replica_rows(lambda shape: keras.random.uniform(shape, seed=self.seed_generator),
+                                  (batch_size, 1, 1, 1))
         interpolated = alpha * real_images + (1.0 - alpha) * fake_images
         with tf.GradientTape() as tape:
             tape.watch(interpolated)
@@ -207,15 +242,18 @@ class AdversarialModel(keras.Model):
     def train_step(self, data):
         real_images, real_labels = data
         real_labels = ops.cast(real_labels, "int32")
+        scale = self.replica_loss_scale()
         for _ in range(self.train_ratio):
             fake_images, fake_labels = self.sample_fakes(real_labels)
             with tf.GradientTape() as tape:
                 d_loss, parts = self.critic_loss(real_images, real_labels, fake_images, fake_labels)
-            grads = tape.gradient(d_loss, self.critic.trainable_weights)
+                scaled = d_loss * scale
+            grads = tape.gradient(scaled, self.critic.trainable_weights)
             self.d_optimizer.apply_gradients(zip(grads, self.critic.trainable_weights))
         with tf.GradientTape() as tape:
             g_loss = self.generator_loss(real_labels)
-        grads = tape.gradient(g_loss, self.generator.trainable_weights)
+            scaled = g_loss * scale
+        grads = tape.gradient(scaled, self.generator.trainable_weights)
         self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_weights))
 
         for name, value in dict(parts, d_loss=d_loss, g_loss=g_loss).items():
@@ -301,9 +339,7 @@ class ACGAN(AdversarialModel):
         self.real_fraction.assign(0.5 if every_third else self.base_real_fraction)
 
     def labels_like_data(self, real_labels, count):
-        picks = keras.random.randint((count,), 0, ops.shape(real_labels)[0], seed=self.seed_generator,
-                                     dtype="int32")
-        return ops.take(real_labels, picks)
+        return ops.take(real_labels, self.sample_integers(count, 0, ops.shape(real_labels)[0]))
 
     def sample_fakes(self, real_labels):
         batch_size = ops.cast(ops.shape(real_labels)[0], "float32")

@@ -105,6 +105,10 @@ def parse_args(argv=None):
     p.add_argument("--jit-compile", choices=["auto", "true", "false"], default="auto",
                    help="XLA for the train step; auto = Keras' choice: on with a GPU, off on CPU-only "
                         "machines, where it measured slower (benchmarks/RESULTS.md)")
+    p.add_argument("--strategy", choices=["default", "mirrored", "multiworker"], default="default",
+                   help="tf.distribute: default (one device), mirrored (all GPUs of this machine, or its "
+                        "logical CPUs), multiworker (several machines, from TF_CONFIG); --batch-size stays "
+                        "the global batch")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", default=None, help="run folder (default train_results/<dataset>-<variant>-<time>)")
     p.add_argument("--keep-checkpoints", type=int, default=2, help="how many epoch checkpoints to keep")
@@ -401,7 +405,7 @@ def generate_grid_rows(generator, noise, num_classes):
     rows = len(noise)
     z = np.repeat(noise, num_classes, axis=0)
     labels = np.tile(np.arange(num_classes, dtype=np.int32), rows)
-    images = to_uint8(generator.predict_on_batch([z, labels]))
+    images = to_uint8(generator([z, labels], training=False))
     return list(images.reshape((rows, num_classes) + images.shape[1:]))
 
 
@@ -416,10 +420,10 @@ def reconstruction_figure(path, autoencoder, data, supervised, per_class=6):
         real = pool[:per_class]
         if len(real) < per_class:
             real = np.concatenate([real, np.zeros((per_class - len(real),) + real.shape[1:], np.uint8)])
-        inputs = to_model_range(real)
+        inputs = np.asarray(to_model_range(real))
         if supervised:
             inputs = [inputs, np.full(per_class, c, np.int32)]
-        rows += [real, to_uint8(autoencoder.predict_on_batch(inputs))]
+        rows += [real, to_uint8(autoencoder(inputs, training=False))]
     save_png(path, image_grid(rows))
 
 
@@ -448,9 +452,8 @@ def save_checkpoint(model, path, epoch):
 
 
 def load_checkpoint(model, path):
-    """Restore a checkpoint into a compiled model; returns the number of finished epochs."""
-    model.d_optimizer.build(model.critic.trainable_variables)
-    model.g_optimizer.build(model.generator.trainable_variables)
+    """Restore a checkpoint into a compiled model (optimizers built by its compile); returns the
+    number of finished epochs."""
     variables = training_state(model)
     with np.load(path) as data:
         keys = sorted(k for k in data.files if k.startswith("v"))
@@ -473,6 +476,53 @@ def list_checkpoints(directory):
 # The two phases
 
 
+def make_strategy(name):
+    """The tf.distribute strategy of --strategy. Created before any other TensorFlow work, as
+    MultiWorkerMirroredStrategy requires; mirrored uses every GPU, or the logical CPU devices of
+    a machine without one (one unless configured, e.g. by the tests)."""
+    import tensorflow as tf
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "multiworker":
+        if not os.environ.get("TF_CONFIG"):
+            raise UsageError("--strategy multiworker reads the cluster from TF_CONFIG, which is not set "
+                             "(see README: multi-GPU and multi-machine runs)")
+        return reduce_each_tensor(tf.distribute.MultiWorkerMirroredStrategy())
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    return tf.distribute.MirroredStrategy([d.name for d in devices])
+
+
+def reduce_each_tensor(strategy):
+    """Work around Keras' fit under MultiWorkerMirroredStrategy (keras-team/keras#20585, open).
+
+    Keras asks the strategy to reduce a whole (images, labels) batch at once and to average the
+    replicas' scalar losses "along axis 0"; this strategy's reduce takes one tensor, and axis 0 of a
+    scalar does not exist. Reducing each tensor, scalars over the replicas, is what Keras means.
+    """
+    import tensorflow as tf
+    reduce = strategy.reduce
+
+    def reduce_one(op, value, axis=None):
+        scalar = strategy.experimental_local_results(value)[0].shape.rank == 0
+        return reduce(op, value, axis=None if scalar else axis)
+
+    strategy.reduce = lambda op, value, axis=None: tf.nest.map_structure(
+        lambda v: reduce_one(op, v, axis), value)
+    return strategy
+
+
+def is_chief(strategy):
+    """Whether this process writes the run folder: always, except on a multi-worker cluster's
+    non-chief workers (the chief is task "chief", or worker 0 when the cluster has none)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    if not cluster:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in cluster
+
+
 def set_precision(config):
     """Keras dtype policy of every network built afterwards (the losses stay float32).
 
@@ -484,8 +534,8 @@ def set_precision(config):
     keras.mixed_precision.set_global_policy(config["precision"])
 
 
-def train_autoencoder(config, data, run_dir, verbose):
-    """Phase 1: the (supervised, for v3) autoencoder; saves encoder/embedding/decoder .keras."""
+def train_autoencoder(config, data, run_dir, verbose, chief=True):
+    """Phase 1: the (supervised, for v3) autoencoder; the chief saves encoder/embedding/decoder .keras."""
     from autoencoder import (build_decoder, build_embedding, build_encoder, build_supervised_autoencoder,
                              build_unsupervised_autoencoder, compile_autoencoder)
     from datasets import make_tf_dataset
@@ -494,7 +544,7 @@ def train_autoencoder(config, data, run_dir, verbose):
     supervised = autoencoder_kind(config) == "supervised"
     shape = data.x_train.shape[1:]
     encoder = build_encoder(shape, config["latent_dim"])
-    decoder = build_decoder(shape, config["latent_dim"])
+    decoder = synchronize_batch_norm(build_decoder(shape, config["latent_dim"]))
     embedding = build_embedding(data.num_classes, config["latent_dim"])
     if supervised:
         autoencoder = build_supervised_autoencoder(encoder, embedding, decoder)
@@ -516,24 +566,37 @@ def train_autoencoder(config, data, run_dir, verbose):
         test_batches, test_steps = pairs(data.x_test, data.y_test, False)
         autoencoder.fit(train_batches, epochs=config["ae_epochs"], steps_per_epoch=train_steps,
                         validation_data=test_batches, validation_steps=test_steps,
-                        callbacks=[HistoryCSV(run_dir, "autoencoder")], shuffle=False, verbose=verbose)
-    reconstruction_figure(os.path.join(run_dir, "reconstruction.png"), autoencoder, data, supervised)
-    for model in (encoder, embedding, decoder):
-        save_model(model, os.path.join(run_dir, f"{model.name}.keras"))
+                        callbacks=[HistoryCSV(run_dir, "autoencoder")] if chief else [], shuffle=False,
+                        verbose=verbose)
+    if chief:
+        reconstruction_figure(os.path.join(run_dir, "reconstruction.png"), autoencoder, data, supervised)
+        for model in (encoder, embedding, decoder):
+            save_model(model, os.path.join(run_dir, f"{model.name}.keras"))
     return encoder, embedding, decoder
 
 
 def load_autoencoder(run_dir):
     import keras
-    return [keras.models.load_model(os.path.join(run_dir, f"{name}.keras"))
-            for name in ("encoder", "embedding", "decoder")]
+    encoder, embedding, decoder = [keras.models.load_model(os.path.join(run_dir, f"{name}.keras"))
+                                   for name in ("encoder", "embedding", "decoder")]
+    return encoder, embedding, synchronize_batch_norm(decoder)
+
+
+def synchronize_batch_norm(model):
+    """Batch statistics over the global batch when replicas share it, as on one device."""
+    import keras
+    import tensorflow as tf
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = tf.distribute.get_strategy().num_replicas_in_sync > 1
+    return model
 
 
 def encode_training_images(encoder, data, batch_size):
-    """The encoder's latent vectors of every training image, in order."""
-    from datasets import make_tf_dataset
-    images = make_tf_dataset(data.x_train, data.y_train, batch_size, shuffle=False).map(lambda x, y: x)
-    return encoder.predict(images, verbose=0)
+    """The encoder's latent vectors of every training image, in order (plain calls: no collectives)."""
+    from datasets import to_model_range
+    return np.concatenate([np.asarray(encoder(to_model_range(data.x_train[i:i + batch_size]), training=False))
+                           for i in range(0, len(data.x_train), batch_size)])
 
 
 def build_model(config, data, encoder=None, embedding=None, decoder=None):
@@ -545,7 +608,7 @@ def build_model(config, data, encoder=None, embedding=None, decoder=None):
     common = dict(latent_dim=config["latent_dim"], train_ratio=config["train_ratio"],
                   gp_weight=config["gp_weight"], seed=config["seed"])
     if decoder is None:
-        decoder = build_decoder(shape, config["latent_dim"])
+        decoder = synchronize_batch_norm(build_decoder(shape, config["latent_dim"]))
     if name == "bagan":
         means, covariances = gan.class_conditional_statistics(
             encode_training_images(encoder, data, config["batch_size"]), data.y_train, num_classes)
@@ -580,7 +643,7 @@ def steps_per_epoch(config, data):
     return steps
 
 
-def train_gan(config, data, run_dir, model, first_epoch, verbose):
+def train_gan(config, data, run_dir, model, first_epoch, verbose, chief=True):
     """Phase 2: the GAN with Keras fit; returns the step at which a loss became NaN, or None."""
     import keras
     from datasets import make_tf_dataset
@@ -589,14 +652,14 @@ def train_gan(config, data, run_dir, model, first_epoch, verbose):
     name = config.get("model", "bagan_gp")
     real_row = np.stack([data.x_train[data.y_train == c][0] for c in range(data.num_classes)])
     noise = np.random.default_rng(config["seed"]).standard_normal((GRID_ROWS, config["latent_dim"]))
-    callbacks = [
-        EpochSchedule(),
-        StopOnNaN(steps),
-        HistoryCSV(run_dir, "gan", MODELS[name]["title"]),
-        SampleGrid(run_dir, real_row, noise.astype(np.float32)),
-        Checkpoint(run_dir, config["keep_checkpoints"]),
-        keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), update_freq="epoch"),
-    ]
+    callbacks = [EpochSchedule(), StopOnNaN(steps)]
+    if chief:
+        callbacks += [
+            HistoryCSV(run_dir, "gan", MODELS[name]["title"]),
+            SampleGrid(run_dir, real_row, noise.astype(np.float32)),
+            Checkpoint(run_dir, config["keep_checkpoints"]),
+            keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), update_freq="epoch"),
+        ]
     model.nan_step = None
     label = f"bagan-gp] {config['variant']}" if name == "bagan_gp" else f"{name}]"
     print(f"[{label}, epochs {first_epoch + 1}..{config['epochs']}, "
@@ -613,6 +676,8 @@ def train_gan(config, data, run_dir, model, first_epoch, verbose):
 
 
 def train(args):
+    strategy = make_strategy(args.strategy)
+    chief = is_chief(strategy)
     if args.resume:
         run_dir = args.resume
         config_path = os.path.join(run_dir, "config.json")
@@ -626,39 +691,57 @@ def train(args):
     else:
         config = build_config(args)
         run_dir = args.out or new_run_dir(config)
-        if os.path.exists(os.path.join(run_dir, "config.json")):
+        if chief and os.path.exists(os.path.join(run_dir, "config.json")):
             raise UsageError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
 
     from datasets import load_dataset
     data = load_dataset(config["dataset"], data_dir=config["data_dir"], image_size=config["image_size"],
                         imbalanced=config["imbalanced"], seed=config["seed"])
-    code, summary = fit_run(config, data, run_dir, args.verbose)
+    code, summary = fit_run(config, data, run_dir, args.verbose, strategy)
     if code == 0:
         print(json.dumps(summary) if args.json else f"done in {summary['seconds']} s: {run_dir}")
     return code
 
 
-def fit_run(config, data, run_dir, verbose=1):
+def fit_run(config, data, run_dir, verbose=1, strategy=None):
     """Train the run described by `config` on `data` into `run_dir` (new or to resume).
 
     Writes config.json (with the data's class names and counts), the autoencoder, the GAN and
     every file of the run folder. Returns (exit code, summary); a non-finite loss gives code 1
     with the last good checkpoint kept. Used by `train` and by the oversampler.
+
+    Under a tf.distribute `strategy` the networks and optimizers are built in its scope, Keras
+    splits each global batch between the replicas, and only the chief writes files.
     """
     import keras
+    import tensorflow as tf
+    strategy = strategy or tf.distribute.get_strategy()
+    chief = is_chief(strategy)
+    replicas = strategy.num_replicas_in_sync
     if len(data.x_train) < config["batch_size"]:
         raise UsageError(f"batch size {config['batch_size']} is larger than the training split "
                          f"({len(data.x_train)} images)")
-    os.makedirs(run_dir, exist_ok=True)
+    if config["batch_size"] % replicas:
+        raise UsageError(f"batch size {config['batch_size']} does not split evenly between {replicas} replicas")
     config.update(class_names=list(data.class_names), channels=data.channels,
                   train_counts=data.train_counts(), test_counts=data.test_counts(),
                   versions=library_versions())
-    save_json(os.path.join(run_dir, "config.json"), config)
-    print(f"run folder: {run_dir}", flush=True)
+    if chief:
+        os.makedirs(run_dir, exist_ok=True)
+        save_json(os.path.join(run_dir, "config.json"), config)
+    print(f"run folder: {run_dir}" + (f" ({replicas} replicas, {strategy.__class__.__name__})"
+                                      if replicas > 1 else "") + ("" if chief else " (a worker: writes nothing)"),
+          flush=True)
 
     keras.utils.set_random_seed(config["seed"])
     set_precision(config)
     started = time.time()
+    with strategy.scope():
+        return _fit_in_scope(config, data, run_dir, verbose, chief, started)
+
+
+def _fit_in_scope(config, data, run_dir, verbose, chief, started):
+    """fit_run's two phases, in the strategy's scope."""
     checkpoints = list_checkpoints(os.path.join(run_dir, "checkpoints"))
     encoder = embedding = decoder = None
     if autoencoder_kind(config) is None:
@@ -667,16 +750,18 @@ def fit_run(config, data, run_dir, verbose=1):
         print("[autoencoder] already trained in this run folder; loading it", flush=True)
         encoder, embedding, decoder = load_autoencoder(run_dir)
     else:
-        encoder, embedding, decoder = train_autoencoder(config, data, run_dir, verbose)
+        encoder, embedding, decoder = train_autoencoder(config, data, run_dir, verbose, chief)
     model = build_model(config, data, encoder, embedding, decoder)
     first_epoch = load_checkpoint(model, checkpoints[-1]) if checkpoints else 0
     if checkpoints:
-        print(f"[bagan-gp] resuming from {checkpoints[-1]} (epoch {first_epoch})", flush=True)
+        print(f"[{config.get('model', 'bagan_gp')}] resuming from {checkpoints[-1]} (epoch {first_epoch})",
+              flush=True)
 
     nan_step = None
     if first_epoch < config["epochs"]:
-        nan_step = train_gan(config, data, run_dir, model, first_epoch, verbose)
-    assemble_gif(os.path.join(run_dir, "samples"), os.path.join(run_dir, "progress.gif"))
+        nan_step = train_gan(config, data, run_dir, model, first_epoch, verbose, chief)
+    if chief:
+        assemble_gif(os.path.join(run_dir, "samples"), os.path.join(run_dir, "progress.gif"))
     summary = dict(run_dir=run_dir, epochs=config["epochs"], seconds=round(time.time() - started, 1))
     if nan_step is not None:
         last = list_checkpoints(os.path.join(run_dir, "checkpoints"))
@@ -684,8 +769,9 @@ def fit_run(config, data, run_dir, verbose=1):
         print(f"error: a non-finite loss ({', '.join(model.nan_losses)}) at generator step {nan_step}; "
               f"training stopped, {keep}", file=sys.stderr)
         return 1, dict(summary, nan_step=nan_step)
-    save_model(model.generator, os.path.join(run_dir, "generator.keras"))
-    save_model(model.critic, os.path.join(run_dir, "critic.keras"))
+    if chief:
+        save_model(model.generator, os.path.join(run_dir, "generator.keras"))
+        save_model(model.critic, os.path.join(run_dir, "critic.keras"))
     summary["last"] = read_history(os.path.join(run_dir, "history.csv"))[-1:]
     return 0, summary
 

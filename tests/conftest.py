@@ -23,7 +23,8 @@ def quiet_seeded_keras(request, monkeypatch):
     dataset tests down for nothing).
     """
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
-    if request.module.__name__.rsplit(".", 1)[-1] in ("test_networks", "test_bagan_gp", "test_train", "test_models"):
+    keras_modules = ("test_networks", "test_bagan_gp", "test_train", "test_models", "test_distribute")
+    if request.module.__name__.rsplit(".", 1)[-1] in keras_modules:
         import keras
 
         keras.utils.set_random_seed(1234)

@@ -145,7 +145,8 @@ def text(nb):
     parts = []
     for cell in nb["cells"]:
         for out in cell.get("outputs", []):
-            parts.append(out.get("text", "") if out["output_type"] == "stream" else out.get("data", {}).get("text/plain", ""))
+            stream = out["output_type"] == "stream"
+            parts.append(out.get("text", "") if stream else out.get("data", {}).get("text/plain", ""))
     return "".join("".join(p) if isinstance(p, list) else p for p in parts)
 
 

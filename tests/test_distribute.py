@@ -1,0 +1,129 @@
+"""Data-parallel training with tf.distribute (--strategy), on this machine's CPU.
+
+TensorFlow fixes its devices when it starts, so the runs with two replicas happen in fresh processes:
+tests/distributed_run.py splits the CPU into two logical devices for MirroredStrategy, and the
+multi-worker test starts two processes with their own TF_CONFIG on localhost ports.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import bagan_train
+
+REPO = Path(__file__).resolve().parents[1]
+RUNNER = REPO / "tests" / "distributed_run.py"
+TINY = ["--dataset", "digits", "--image-size", "32", "--batch-size", "16", "--ae-epochs", "0",
+        "--steps-per-epoch", "2", "--verbose", "0"]
+LOSSES = ("d_loss", "g_loss", "gp", "d_real", "d_fake", "d_wrong")
+
+
+def run(args, env=None, timeout=600):
+    result = subprocess.run([sys.executable, *map(str, args)], cwd=REPO, capture_output=True, text=True,
+                            timeout=timeout, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {})))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def gan_rows(run_dir):
+    with open(Path(run_dir) / "history.csv", newline="") as f:
+        return [r for r in csv.DictReader(f) if r["phase"] == "gan"]
+
+
+def test_two_mirrored_replicas_reach_the_losses_of_one_device():
+    """Three SGD steps (plain SGD: Adam would hide a wrong gradient scale) from the same weights.
+
+    The control run forgets to divide each replica's loss by the replica count: its gradients
+    are twice too large, and the test must see that.
+    """
+    result = json.loads(run([RUNNER, "equivalence"]).stdout.strip().splitlines()[-1])
+    assert result["mirrored_replicas"] == result["unscaled_replicas"] == 2
+    for key in LOSSES:
+        np.testing.assert_allclose(result["mirrored"][key], result["single"][key], rtol=1e-5, atol=1e-6,
+                                   err_msg=key)
+    assert result["mirrored_weight_difference"] < 1e-5
+    # The wrong scaling is far outside that tolerance.
+    assert result["unscaled_weight_difference"] > 1e-2
+    assert max(abs(a - b) for key in ("d_real", "d_fake", "g_loss")
+               for a, b in zip(result["unscaled"][key], result["single"][key])) > 1e-3
+
+
+@pytest.fixture(scope="module")
+def mirrored_runs(tmp_path_factory):
+    """On two replicas: 2 epochs straight, and 1 epoch resumed to 2; on one device: 2 epochs."""
+    root = tmp_path_factory.mktemp("mirrored")
+    straight, resumed = root / "straight", root / "resumed"
+    run([RUNNER, "cli", *TINY, "--epochs", "2", "--strategy", "mirrored", "--out", straight])
+    run([RUNNER, "cli", *TINY, "--epochs", "1", "--strategy", "mirrored", "--out", resumed])
+    run([RUNNER, "cli", "--resume", resumed, "--epochs", "2", "--strategy", "mirrored", "--verbose", "0"])
+    single = root / "single"
+    assert bagan_train.main([*TINY, "--epochs", "2", "--out", str(single)]) == 0
+    return straight, resumed, single
+
+
+def test_mirrored_cli_run_writes_a_complete_run_folder(mirrored_runs):
+    straight, _, single = mirrored_runs
+    for name in ("config.json", "generator.keras", "critic.keras", "encoder.keras", "progress.gif",
+                 "checkpoints/epoch_002.npz", "samples/epoch_002.png"):
+        assert (straight / name).is_file(), name
+    # The same seed and data on one device: the same losses up to float round-off.
+    for a, b in zip(gan_rows(straight), gan_rows(single)):
+        for key in LOSSES:
+            assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-4, abs=1e-6), key
+
+
+def test_resume_under_a_strategy_equals_the_uninterrupted_run(mirrored_runs):
+    straight, resumed, _ = mirrored_runs
+    assert [r["epoch"] for r in gan_rows(resumed)] == ["1", "2"]
+    checkpoint = Path("checkpoints") / "epoch_002.npz"
+    with np.load(straight / checkpoint) as a, np.load(resumed / checkpoint) as b:
+        assert sorted(a.files) == sorted(b.files)
+        for key in a.files:
+            np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-5, err_msg=key)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_worker_processes_train_and_only_the_chief_writes(tmp_path):
+    out = tmp_path / "run"
+    workers = [f"localhost:{free_port()}", f"localhost:{free_port()}"]
+    processes = []
+    for index in range(2):
+        config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+        processes.append(subprocess.Popen(
+            [sys.executable, "bagan_train.py", *TINY, "--epochs", "1", "--strategy", "multiworker", "--out", str(out)],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=dict(os.environ, TF_CONFIG=config, TF_CPP_MIN_LOG_LEVEL="2")))
+    outputs = []
+    try:
+        for p in processes:
+            outputs.append(p.communicate(timeout=600)[0])
+    finally:
+        for p in processes:
+            p.kill()
+    assert [p.returncode for p in processes] == [0, 0], "\n".join(o[-3000:] for o in outputs)
+    assert "(2 replicas" in outputs[0] and "a worker: writes nothing" not in outputs[0]
+    assert "(a worker: writes nothing)" in outputs[1]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch_001.npz"]
+    assert [r["epoch"] for r in gan_rows(out)] == ["1"]
+    assert not [p for p in out.rglob("*") if p.name.startswith(".tmp-")]
+
+
+def test_multiworker_without_tf_config_exits_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert bagan_train.main([*TINY, "--epochs", "1", "--strategy", "multiworker", "--out", str(tmp_path / "r")]) == 2
+    assert "TF_CONFIG" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
