@@ -44,24 +44,37 @@ def build_generator(embedding, decoder):
 def build_critic(image_shape, num_classes, encoder=None):
     """Critic (Fig. 5): conv features * dense label embedding -> one unconstrained logit.
 
-    With `encoder`, the convolutions start from the pretrained encoder's weights (same layer names).
+    Two parts, `critic_features` (image -> conv features) and `critic_head` (features, label ->
+    logit): the label enters only the head, so Eq. (14) computes the features of the real images
+    once for both of their terms. With `encoder`, the convolutions start from the pretrained
+    encoder's weights (same layer names).
     """
     image = keras.Input(shape=image_shape, name="image")
+    body = keras.Model(image, downsampling_stack(image, image_shape[0]), name="critic_features")
+    features = keras.Input(shape=body.output_shape[1:], name="features")
     label = keras.Input(shape=(), dtype="int32", name="label")
-    features = downsampling_stack(image, image_shape[0])
     label_vector = layers.Embedding(num_classes, 128, name="label_embedding")(label)
     label_vector = layers.Dense(features.shape[-1], name="label_dense")(label_vector)
     label_vector = layers.LeakyReLU(0.2)(label_vector)
     joint = layers.Multiply(name="features_times_label")([features, label_vector])
     logit = layers.Dense(1, dtype="float32", name="logit")(joint)
-    critic = keras.Model([image, label], logit, name="critic")
+    head = keras.Model([features, label], logit, name="critic_head")
+    image = keras.Input(shape=image_shape, name="image")
+    label = keras.Input(shape=(), dtype="int32", name="label")
+    critic = keras.Model([image, label], head([body(image), label]), name="critic")
     if encoder is not None:
-        for layer in critic.layers:
+        for layer in body.layers:
             if layer.name.startswith("down_") and not layer.name.endswith("_act"):
                 layer.set_weights(encoder.get_layer(layer.name).get_weights())
     return critic
 
 
+def critic_parts(critic):
+    """(features, head) of a critic built by `build_critic`, or None for any other critic."""
+    names = {layer.name for layer in critic.layers}
+    if {"critic_features", "critic_head"} <= names:
+        return critic.get_layer("critic_features"), critic.get_layer("critic_head")
+    return None
 
 
 def build_acgan_discriminator(image_shape, num_classes):
@@ -286,14 +299,31 @@ class BAGANGP(AdversarialModel):
         fake_labels = self.fake_labels(real_labels)
         return self.generate(fake_labels), fake_labels
 
-    def critic_loss(self, real_images, real_labels, fake_images, fake_labels):
-        """Eq. (14) for one batch (one critic call on the concatenated batch); the total and its parts."""
-        batch_size = ops.shape(real_images)[0]
-        images, labels = [real_images, fake_images], [real_labels, fake_labels]
+    def critic_logits(self, real_images, fake_images, labels):
+        """D on the rows [x_r, x_f] (and x_r again for the wrong labels) with `labels`, in one pass.
+
+        The real images' conv features are computed once for both of their terms when the critic
+        has the features/head split of `build_critic`; otherwise one call on the concatenated batch.
+        """
+        images = ops.concatenate([real_images, fake_images], 0)
+        parts = critic_parts(self.critic)
+        if parts is None:
+            if self.wrong_label_term:
+                images = ops.concatenate([images, real_images], 0)
+            return self.critic([images, labels], training=True)
+        body, head = parts
+        features = body(images, training=True)
         if self.wrong_label_term:
-            images.append(real_images)
+            features = ops.concatenate([features, features[:ops.shape(real_images)[0]]], 0)
+        return head([features, labels], training=True)
+
+    def critic_loss(self, real_images, real_labels, fake_images, fake_labels):
+        """Eq. (14) for one batch (one critic pass); the total and its parts."""
+        batch_size = ops.shape(real_images)[0]
+        labels = [real_labels, fake_labels]
+        if self.wrong_label_term:
             labels.append(self.sample_wrong_labels(real_labels))
-        logits = self.critic([ops.concatenate(images, 0), ops.concatenate(labels, 0)], training=True)
+        logits = self.critic_logits(real_images, fake_images, ops.concatenate(labels, 0))
         parts = {
             "d_real": self.adversarial_loss(logits[:batch_size], 1.0),
             "d_fake": self.adversarial_loss(logits[batch_size:2 * batch_size], 0.0),

@@ -480,13 +480,13 @@ def make_strategy(name):
     """The tf.distribute strategy of --strategy. Created before any other TensorFlow work, as
     MultiWorkerMirroredStrategy requires; mirrored uses every GPU, or the logical CPU devices of
     a machine without one (one unless configured, e.g. by the tests)."""
+    if name == "multiworker" and not os.environ.get("TF_CONFIG"):
+        raise UsageError("--strategy multiworker reads the cluster from TF_CONFIG, which is not set "
+                         "(see README: several GPUs or machines)")
     import tensorflow as tf
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "multiworker":
-        if not os.environ.get("TF_CONFIG"):
-            raise UsageError("--strategy multiworker reads the cluster from TF_CONFIG, which is not set "
-                             "(see README: multi-GPU and multi-machine runs)")
         return reduce_each_tensor(tf.distribute.MultiWorkerMirroredStrategy())
     devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
     return tf.distribute.MirroredStrategy([d.name for d in devices])
@@ -676,8 +676,6 @@ def train_gan(config, data, run_dir, model, first_epoch, verbose, chief=True):
 
 
 def train(args):
-    strategy = make_strategy(args.strategy)
-    chief = is_chief(strategy)
     if args.resume:
         run_dir = args.resume
         config_path = os.path.join(run_dir, "config.json")
@@ -691,8 +689,9 @@ def train(args):
     else:
         config = build_config(args)
         run_dir = args.out or new_run_dir(config)
-        if chief and os.path.exists(os.path.join(run_dir, "config.json")):
-            raise UsageError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
+    strategy = make_strategy(args.strategy)
+    if not args.resume and is_chief(strategy) and os.path.exists(os.path.join(run_dir, "config.json")):
+        raise UsageError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
 
     from datasets import load_dataset
     data = load_dataset(config["dataset"], data_dir=config["data_dir"], image_size=config["image_size"],

@@ -5,7 +5,7 @@
 
 Both steps train the same networks on the same random batch, in the same process:
 - project: bagan_gp.BAGANGP.train_step at the chosen precision (the three critic passes of
-  Eq. 14 fused into one call on the concatenated batch);
+  Eq. 14 in one pass: the convolutions on [real, fake] once, the label head on all three terms);
 - reference: the same equations written the straightforward way, float32, three separate critic
   calls, no XLA.
 Images per second = batch size / seconds per train_step (median of --steps timed steps after one
@@ -51,12 +51,18 @@ def forward_flops(model):
     return flops
 
 
-def train_step_flops(generator, critic, batch_size, train_ratio, wrong_label_term=True):
+def train_step_flops(generator, critic, batch_size, train_ratio, shared_real_features):
     """FLOPs of one train_step, counting a backward pass as 2 forward passes and the gradient
-    penalty's double backward pass as 4 (forward + input gradient + its weight gradient)."""
+    penalty's double backward pass as 4 (forward + input gradient + its weight gradient).
+
+    Eq. (14) puts 3 batches through the critic's head; through its convolutions 3 (three calls) or 2
+    (`shared_real_features`: the real images' features serve both of their terms).
+    """
     g, d = forward_flops(generator), forward_flops(critic)
-    critic_images = batch_size * (3 if wrong_label_term else 2)
-    critic_step = g * batch_size + 3 * d * critic_images + 5 * d * batch_size
+    body = forward_flops(critic.get_layer("critic_features"))
+    head = d - body
+    conv_images = batch_size * (2 if shared_real_features else 3)
+    critic_step = g * batch_size + 3 * (body * conv_images + head * 3 * batch_size) + 5 * d * batch_size
     generator_step = 3 * g * batch_size + 3 * d * batch_size
     return train_ratio * critic_step + generator_step
 
@@ -137,11 +143,12 @@ def main(argv=None):
     labels = tf.constant(rng.integers(0, 10, args.batch_size), tf.int32)
 
     reference = build_models(args.image_size, args.batch_size, "float32", reference=True)
-    flops = train_step_flops(reference.generator, reference.critic, args.batch_size, reference.train_ratio)
+    flops = train_step_flops(reference.generator, reference.critic, args.batch_size, reference.train_ratio, False)
     reference_step = compiled_step(reference)
     project = build_models(args.image_size, args.batch_size, args.precision, reference=False)
     project_step = compiled_step(project, args.jit_compile)
-    print(f"[bench] reference (float32, 3 critic calls) and project ({args.precision}, fused critic call, "
+    project_flops = train_step_flops(project.generator, project.critic, args.batch_size, project.train_ratio, True)
+    print(f"[bench] reference (float32, 3 critic calls) and project ({args.precision}, one critic pass, "
           f"jit_compile={args.jit_compile}), {args.steps} alternating timed steps each ...", file=sys.stderr)
     batch = itertools.repeat((images, labels))
     reference_s, project_s = time_interleaved([reference_step, project_step], batch, args.steps)
@@ -153,7 +160,8 @@ def main(argv=None):
         jit_compile=args.jit_compile, steps=args.steps,
         project_img_per_s=args.batch_size / project_s, reference_img_per_s=args.batch_size / reference_s,
         ratio=reference_s / project_s, project_s_per_step=project_s, reference_s_per_step=reference_s,
-        tflop_per_step=flops / 1e12, project_tflop_per_s=flops / project_s / 1e12,
+        tflop_per_step=flops / 1e12, project_tflop_per_step=project_flops / 1e12,
+        project_tflop_per_s=project_flops / project_s / 1e12,
         reference_tflop_per_s=flops / reference_s / 1e12,
         matmul_float32_tflop_per_s=peak_f32 / 1e12, matmul_bfloat16_tflop_per_s=peak_bf16 / 1e12,
         machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
@@ -162,7 +170,8 @@ def main(argv=None):
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{args.image_size}x{args.image_size}, batch {args.batch_size}, {flops / 1e12:.2f} TFLOP per step")
+        print(f"{args.image_size}x{args.image_size}, batch {args.batch_size}: {flops / 1e12:.2f} TFLOP per step "
+              f"as three critic calls, {project_flops / 1e12:.2f} with the real images' features shared")
         print(f"reference (float32, 3 critic calls): {result['reference_img_per_s']:.1f} img/s, "
               f"{reference_s:.2f} s/step, {result['reference_tflop_per_s']:.3f} TFLOP/s")
         print(f"project ({args.precision}{', XLA' if args.jit_compile else ''}): "

@@ -125,7 +125,7 @@ def test_unsupported_image_size_raises_value_error(size):
 
 
 def _down_convs(model):
-    return {layer.name: layer for layer in model.layers
+    return {layer.name: layer for layer in model._flatten_layers()
             if layer.name.startswith("down_") and not layer.name.endswith("_act")}
 
 
