@@ -6,8 +6,10 @@
 Runs bagan_train's GAN phase for one epoch on Fashion-MNIST (imbalanced by default; the autoencoder
 phase is skipped, its networks start untrained), with every callback of a real run, then times
 the per-epoch pieces on their own: the Eq. 16 image grid, the checkpoint and the GIF assembly.
-Peak memory is the process's maximum resident set. `--steps` caps the generator steps of the
-epoch (the time is then also given per step); memory does not depend on it.
+Peak memory is the process's maximum resident set; a thread samples the resident set every 20 ms
+to split it by stage (loading the data, importing TensorFlow and building the networks, the epoch,
+the extras). `--steps` caps the generator steps of the epoch (the time is then also given per
+step); memory does not depend on it.
 """
 import argparse
 import json
@@ -15,6 +17,7 @@ import os
 import resource
 import sys
 import tempfile
+import threading
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -27,6 +30,38 @@ import bagan_train  # noqa: E402
 
 def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class RSSStages:
+    """Resident set now and its peak within each stage, sampled by a thread every 20 ms (MB)."""
+
+    def __init__(self, interval=0.02):
+        import psutil
+        self.process, self.interval = psutil.Process(), interval
+        self.stage_peak, self.stages = 0, {}
+        self.lock, self.running = threading.Lock(), True
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _rss(self):
+        return self.process.memory_info().rss
+
+    def _sample(self):
+        while self.running:
+            with self.lock:
+                self.stage_peak = max(self.stage_peak, self._rss())
+            time.sleep(self.interval)
+
+    def mark(self, stage):
+        with self.lock:
+            now = self._rss()
+            self.stages[stage] = dict(peak_mb=round(max(self.stage_peak, now) / 2**20),
+                                      end_mb=round(now / 2**20))
+            self.stage_peak = 0
+
+    def stop(self):
+        self.running = False
+        self.thread.join()
 
 
 def timed(fn):
@@ -55,11 +90,14 @@ def main(argv=None):
     config = bagan_train.build_config(bagan_train.parse_args(flags))
 
     from datasets import load_dataset
+    rss = RSSStages()
+    rss.mark("start")
     start = time.perf_counter()
     data = load_dataset(config["dataset"], data_dir=config["data_dir"], image_size=config["image_size"],
                         imbalanced=config["imbalanced"], seed=config["seed"])
     load_s = time.perf_counter() - start
     rss_after_load = peak_rss_mb()
+    rss.mark("load the data")
 
     import keras
     from autoencoder import build_decoder, build_embedding, build_encoder
@@ -70,8 +108,10 @@ def main(argv=None):
                                     build_embedding(data.num_classes, config["latent_dim"]),
                                     build_decoder(shape, config["latent_dim"]))
     steps = bagan_train.steps_per_epoch(config, data)
+    rss.mark("import TensorFlow, build the networks")
     with tempfile.TemporaryDirectory() as run_dir:
         epoch_s = timed(lambda: bagan_train.train_gan(config, data, run_dir, model, 0, verbose=0))
+        rss.mark("epoch (pipeline, tracing, steps, callbacks)")
         real_row = np.stack([data.x_train[data.y_train == c][0] for c in range(data.num_classes)])
         noise = np.random.default_rng(0).standard_normal((bagan_train.GRID_ROWS, config["latent_dim"]))
         grid_s = timed(lambda: bagan_train.save_png(os.path.join(run_dir, "grid.png"), bagan_train.image_grid(
@@ -80,6 +120,8 @@ def main(argv=None):
         checkpoint_s = timed(lambda: bagan_train.save_checkpoint(model, os.path.join(run_dir, "c.npz"), 1))
         samples = os.path.join(run_dir, "samples")
         gif_s = timed(lambda: bagan_train.assemble_gif(samples, os.path.join(run_dir, "progress.gif")))
+        rss.mark("grid, checkpoint, GIF")
+    rss.stop()
 
     result = dict(
         dataset=args.dataset, imbalanced=not args.balanced, train_images=len(data.x_train),
@@ -88,7 +130,8 @@ def main(argv=None):
         grid_s=grid_s, checkpoint_s=checkpoint_s, gif_one_frame_s=gif_s,
         per_epoch_extras_share=(grid_s + checkpoint_s) / epoch_s,
         uint8_train_mb=data.x_train.nbytes / 2**20, peak_rss_after_load_mb=rss_after_load,
-        peak_rss_mb=peak_rss_mb(),
+        peak_rss_mb=peak_rss_mb(), rss_stages_mb=rss.stages,
+        env={k: v for k, v in os.environ.items() if k.startswith(("TF_ENABLE_ONEDNN", "TF_NUM_", "MALLOC_"))},
     )
     if args.json:
         print(json.dumps(result))
@@ -102,6 +145,8 @@ def main(argv=None):
               f"({result['per_epoch_extras_share']:.2%} of the epoch); GIF assembly {gif_s:.3f} s")
         print(f"peak resident memory: {result['peak_rss_mb']:.0f} MB "
               f"(after loading the data: {rss_after_load:.0f} MB)")
+        for stage, mb in rss.stages.items():
+            print(f"  {stage}: peak {mb['peak_mb']} MB, {mb['end_mb']} MB at its end")
     return 0
 
 

@@ -403,6 +403,7 @@ def test_make_tf_dataset_batches():
 
     fixed = datasets.make_tf_dataset(x, y, 4, shuffle=False, drop_remainder=True)
     assert [b[1].numpy().tolist() for b in fixed] == [[0, 1, 2, 0], [1, 2, 0, 1]]
+    assert fixed.element_spec[0].shape == (4, 8, 8, 1)  # full batches keep a static size for tracing
     endless = datasets.make_tf_dataset(x, y, 4, drop_remainder=True, repeat=True)
     assert len(list(endless.take(7))) == 7
 
