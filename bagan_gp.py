@@ -378,7 +378,7 @@ class ACGAN(AdversarialModel):
     loss_parts = ("d_loss", "g_loss", "d_real", "d_fake", "d_class")
 
     def __init__(self, generator, critic, num_classes, real_fraction=0.5, alternate=False, **kwargs):
-        super().__init__(generator, critic, num_classes, **kwargs)
+        super().__init__(generator, critic, num_classes, **dict(kwargs, gp_weight=0.0))  # no penalty
         if not 0.0 < real_fraction < 1.0:
             raise ValueError(f"real_fraction must be between 0 and 1, got {real_fraction}")
         self.base_real_fraction = real_fraction
@@ -428,6 +428,9 @@ class BAGAN(AdversarialModel):
     so "fake" is as frequent as one class; the generator wants its fakes classified as the class
     it was asked for. One discriminator step per generator step.
     """
+
+    def __init__(self, generator, critic, num_classes, **kwargs):
+        super().__init__(generator, critic, num_classes, **dict(kwargs, gp_weight=0.0))  # no penalty
 
     @property
     def fake_class(self):
