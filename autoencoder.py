@@ -77,7 +77,17 @@ def build_decoder(image_shape, latent_dim=128):
         x = layers.LeakyReLU(LEAKY_SLOPE)(x)
     x = layers.Conv2DTranspose(channels, 4, strides=2, padding="same", name="to_image")(x)
     image = layers.Activation("tanh", dtype="float32", name="tanh")(x)
-    return keras.Model(latent, image, name="decoder")
+    return synchronize_batch_norm(keras.Model(latent, image, name="decoder"))
+
+
+def synchronize_batch_norm(model):
+    """Batch statistics over the global batch when the replicas of a tf.distribute strategy share
+    it, as on one device (the strategy in scope decides; a loaded decoder is set again)."""
+    import tensorflow as tf
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.synchronized = tf.distribute.get_strategy().num_replicas_in_sync > 1
+    return model
 
 
 def build_embedding(num_classes, latent_dim=128):

@@ -12,25 +12,32 @@ Variants (Table 4 note): v1 uses the real batch's labels for the fakes and no wr
 (Eq. 12, 13); v2 uses balanced labels and the wrong-label term (Eq. 14, 15); v3 is v2 initialised
 from the supervised autoencoder (the default).
 
-The baselines differ from BAGAN-GP by a loss, a label sampler or an initialisation (the table of
-them is bagan_train.MODELS):
+The baselines differ from BAGAN-GP by a loss, a label sampler or an initialisation, and each is
+one class below, registered in MODELS under its --model name:
 cDRAGAN is v1 without the autoencoder (Eq. 12, 13); conditional WGAN-GP swaps the cross-entropy for
 the Wasserstein terms (Eq. 8, 9; paper 004); CGAN is cDRAGAN without the penalty, one critic step
 per generator step (paper 003); AC-GAN (paper 003) has a discriminator with a real/fake and a class
 output and its real-image proportion variants; BAGAN (paper 002, Sec. 3.1 of 001) draws the
 generator's latent from each class's Gaussian of encoded images and trains a K+1-way softmax.
+
+A model class describes itself: `title`, `default_train_ratio` (critic steps per generator step),
+`autoencoder` (the one that initialises it: "supervised", "unsupervised" or None),
+`uses_gradient_penalty`, `critic_terms` (the logged parts of its critic loss) and `options` (the
+settings that apply to it alone, with their defaults); `build` makes its networks. The training
+script, config.json, history.csv and the plots read those, so a new baseline is one class here.
 """
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from autoencoder import downsampling_stack
+from autoencoder import build_decoder, build_embedding, downsampling_stack
+from datasets import to_model_range
 
 VARIANTS = {
-    "v1": dict(balanced_labels=False, wrong_label_term=False, supervised_autoencoder=False),
-    "v2": dict(balanced_labels=True, wrong_label_term=True, supervised_autoencoder=False),
-    "v3": dict(balanced_labels=True, wrong_label_term=True, supervised_autoencoder=True),
+    "v1": dict(balanced_labels=False, wrong_label_term=False, autoencoder="unsupervised"),
+    "v2": dict(balanced_labels=True, wrong_label_term=True, autoencoder="unsupervised"),
+    "v3": dict(balanced_labels=True, wrong_label_term=True, autoencoder="supervised"),
 }
 
 def build_generator(embedding, decoder):
@@ -133,6 +140,16 @@ def build_class_conditional_latent(means, covariances):
     return model
 
 
+def encode(encoder, images, batch_size):
+    """The encoder's latent vectors of uint8 images, in order, batch by batch (plain calls: no collectives)."""
+    return np.concatenate([np.asarray(encoder(to_model_range(images[i:i + batch_size]), training=False))
+                           for i in range(0, len(images), batch_size)])
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses
+
+
 def sigmoid_cross_entropy(logits, target):
     """Mean sigmoid cross-entropy of logits against a constant target (1 = real, 0 = fake)."""
     logits = ops.cast(logits, "float32")
@@ -158,13 +175,28 @@ def add_gradients(a, b):
     return a + b
 
 
-class AdversarialModel(keras.Model):
-    """What every model shares: the networks, the samplers, the penalty and the training step.
+# ---------------------------------------------------------------------------------------------
+# The models
 
-    `train_step` = `train_ratio` critic updates on `critic_loss`, then one generator update on
-    `generator_loss`; a model supplies those two and `sample_fakes`. The fakes of a critic step are
-    drawn before its gradient tape: constants for the critic, so the generator's activations are
-    not held for a backward pass that never reaches them.
+
+MODELS = {}
+"""--model name -> model class: the one registry the command line, config.json and the plots read."""
+
+
+def registered(model_class):
+    """Adds a model class to MODELS under its `model_name`."""
+    MODELS[model_class.model_name] = model_class
+    return model_class
+
+
+class AdversarialModel(keras.Model):
+    """What every model shares: the networks, the samplers, the gradient penalty and the training step.
+
+    `train_step` = `train_ratio` critic updates (`critic_step`: `critic_loss`, plus gp_weight * GP
+    for a model with the penalty), then one generator update on `generator_loss`; a model supplies
+    those two losses, `sample_fakes` and `build`. The fakes of a critic step are drawn before its
+    gradient tape: constants for the critic, so the generator's activations are not held for a
+    backward pass that never reaches them.
 
     Under a tf.distribute strategy `train_step` runs once per replica on its share of the global
     batch: the losses are means over that share, so their gradients are scaled by 1 / replicas
@@ -172,7 +204,13 @@ class AdversarialModel(keras.Model):
     global batch and each replica keeps its own rows (`replica_rows`).
     """
 
-    loss_parts = ("d_loss", "g_loss", "d_real", "d_fake")
+    model_name = None               # the --model value
+    title = None                    # how plots and the console call it
+    default_train_ratio = 5         # critic steps per generator step
+    autoencoder = None              # "supervised", "unsupervised" or None: what initialises the generator
+    uses_gradient_penalty = True    # whether gp_weight * GP is part of the critic loss
+    critic_terms = ("d_real", "d_fake")
+    options = {}                    # settings of this model alone, and their defaults
 
     def __init__(self, generator, critic, num_classes, latent_dim=128, train_ratio=5, gp_weight=10.0,
                  seed=None, **kwargs):
@@ -182,10 +220,36 @@ class AdversarialModel(keras.Model):
         self.num_classes = num_classes
         self.latent_dim = latent_dim
         self.train_ratio = train_ratio
-        self.gp_weight = gp_weight
+        self.gp_weight = gp_weight if self.uses_gradient_penalty else 0.0
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_parts}
         self.built = True  # its networks are; fit under a strategy would otherwise call it on images
+
+    # -------------------------------------------------------------------------------- description
+
+    @property
+    def loss_parts(self):
+        """What each epoch logs (history.csv, losses.png): both losses, GP where the model has
+        the penalty, and the critic loss's terms."""
+        return ("d_loss", "g_loss") + (("gp",) if self.uses_gradient_penalty else ()) + self.critic_terms
+
+    @classmethod
+    def option_values(cls, **given):
+        """The model's options, `given` (None: the default) over `options`; ValueError for a bad value."""
+        return {name: default if given.get(name) is None else given[name] for name, default in cls.options.items()}
+
+    @classmethod
+    def initialised_by(cls, options):
+        """The autoencoder trained before this model with these options (None: it starts fresh)."""
+        return cls.autoencoder
+
+    @classmethod
+    def build(cls, data, pretrained=None, *, latent_dim, train_ratio, gp_weight, seed, batch_size, **options):
+        """The model and its networks for `data` (a datasets.Dataset), started from the
+        `pretrained` runs.Autoencoder where the model has one."""
+        raise NotImplementedError
+
+    # -------------------------------------------------------------------------------- training
 
     def compile(self, d_optimizer, g_optimizer, **kwargs):
         """Both optimizers, built now: their slots must exist before a replicated train_step runs."""
@@ -201,6 +265,81 @@ class AdversarialModel(keras.Model):
 
     def call(self, inputs, training=False):
         return self.generator(inputs, training=training)
+
+    def training_state(self):
+        """Every variable needed to continue exactly: networks, optimizers' step counters and
+        moments, the noise generator. The learning rate is left to config.json, so an edit counts."""
+        def optimizer_state(optimizer):
+            return [v for v in optimizer.variables if not v.path.endswith("learning_rate")]
+        return (self.generator.variables + self.critic.variables + optimizer_state(self.d_optimizer)
+                + optimizer_state(self.g_optimizer) + [self.seed_generator.state])
+
+    def train_step(self, data):
+        real_images, real_labels = data
+        real_labels = ops.cast(real_labels, "int32")
+        for _ in range(self.train_ratio):
+            d_loss, parts = self.critic_step(real_images, real_labels)
+        g_loss = self.generator_step(real_labels)
+        for name, value in dict(parts, d_loss=d_loss, g_loss=g_loss).items():
+            self.trackers[name].update_state(value)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def critic_step(self, real_images, real_labels):
+        """One critic update on critic_loss (+ gp_weight * GP); returns the loss and its parts."""
+        fake_images, fake_labels = self.sample_fakes(real_labels)
+        with tf.GradientTape() as tape:
+            d_loss, parts = self.critic_loss(real_images, real_labels, fake_images, fake_labels)
+            scaled = d_loss * self.replica_loss_scale()
+        grads = tape.gradient(scaled, self.critic.trainable_weights)
+        if self.gp_weight:
+            penalty, parts["gp"], penalty_grads = self.penalty_term(grads, real_images, fake_images, real_labels)
+            d_loss = d_loss + penalty
+            grads = [add_gradients(g, p) for g, p in zip(grads, penalty_grads)]
+        self.d_optimizer.apply_gradients(zip(grads, self.critic.trainable_weights))
+        return d_loss, parts
+
+    def generator_step(self, real_labels):
+        """One generator update on generator_loss; returns the loss."""
+        with tf.GradientTape() as tape:
+            g_loss = self.generator_loss(real_labels)
+            scaled = g_loss * self.replica_loss_scale()
+        grads = tape.gradient(scaled, self.generator.trainable_weights)
+        self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_weights))
+        return g_loss
+
+    # -------------------------------------------------------------------------------- the penalty
+
+    def gradient_penalty(self, real_images, fake_images, labels):
+        """GP = E[(||grad_x D(x_hat, y)||_2 - 1)^2], x_hat = a x_r + (1 - a) x_f, a ~ U(0, 1) per sample.
+
+        The norm is taken in float32 with a small epsilon inside the square root.
+        """
+        batch_size = ops.shape(real_images)[0]
+        alpha = self.replica_rows(lambda shape: keras.random.uniform(shape, seed=self.seed_generator),
+                                  (batch_size, 1, 1, 1))
+        interpolated = alpha * real_images + (1.0 - alpha) * fake_images
+        with tf.GradientTape() as tape:
+            tape.watch(interpolated)
+            logits = self.critic([interpolated, labels], training=True)
+        grads = ops.cast(tape.gradient(logits, interpolated), "float32")
+        norm = ops.sqrt(ops.sum(ops.square(grads), axis=(1, 2, 3)) + 1e-12)
+        return ops.mean(ops.square(norm - 1.0))
+
+    def penalty_term(self, after, real_images, fake_images, labels):
+        """(gp_weight * GP, GP, the critic's gradient of gp_weight * GP), Eq. (14)'s last term.
+
+        Taken once the gradients `after` (the other terms') exist, so the two backward passes never
+        hold their activations together (0.5 GB less at 64x64 in float32); the sum of the two
+        gradients is the gradient of the whole critic loss.
+        """
+        with tf.control_dependencies([g for g in after if g is not None]):
+            with tf.GradientTape() as tape:
+                gp = self.gradient_penalty(real_images, fake_images, labels)
+                penalty = self.gp_weight * gp
+                scaled = penalty * self.replica_loss_scale()
+        return penalty, gp, tape.gradient(scaled, self.critic.trainable_weights)
+
+    # -------------------------------------------------------------------------------- sampling
 
     @staticmethod
     def replica_loss_scale():
@@ -245,73 +384,50 @@ class AdversarialModel(keras.Model):
         """G(z, labels) with fresh noise, in training mode."""
         return self.generator([self.sample_noise(ops.shape(labels)[0]), labels], training=True)
 
-    def gradient_penalty(self, real_images, fake_images, labels):
-        """E[(||grad_x D(x_hat, y)||_2 - 1)^2], x_hat = a x_r + (1 - a) x_f, a ~ U(0, 1) per sample.
 
-        The norm is taken in float32 with a small epsilon inside the square root.
-        """
-        batch_size = ops.shape(real_images)[0]
-        alpha = self.replica_rows(lambda shape: keras.random.uniform(shape, seed=self.seed_generator),
-                                  (batch_size, 1, 1, 1))
-        interpolated = alpha * real_images + (1.0 - alpha) * fake_images
-        with tf.GradientTape() as tape:
-            tape.watch(interpolated)
-            logits = self.critic([interpolated, labels], training=True)
-        grads = ops.cast(tape.gradient(logits, interpolated), "float32")
-        norm = ops.sqrt(ops.sum(ops.square(grads), axis=(1, 2, 3)) + 1e-12)
-        return ops.mean(ops.square(norm - 1.0))
-
-    def penalty_gradients(self, after, real_images, fake_images, labels, scale):
-        """The critic's gradient of gp_weight * GP, and GP; computed once the gradients `after`
-        (the loss terms') exist, so the two backward passes never hold their activations together
-        (0.5 GB less at 64x64 in float32); their sum is the gradient of the whole critic loss."""
-        with tf.control_dependencies([g for g in after if g is not None]):
-            with tf.GradientTape() as tape:
-                gp = self.gradient_penalty(real_images, fake_images, labels)
-                scaled = self.gp_weight * gp * scale
-        return tape.gradient(scaled, self.critic.trainable_weights), gp
-
-    def train_step(self, data):
-        real_images, real_labels = data
-        real_labels = ops.cast(real_labels, "int32")
-        scale = self.replica_loss_scale()
-        for _ in range(self.train_ratio):
-            fake_images, fake_labels = self.sample_fakes(real_labels)
-            with tf.GradientTape() as tape:
-                d_loss, parts = self.critic_loss(real_images, real_labels, fake_images, fake_labels)
-                scaled = d_loss * scale
-            grads = tape.gradient(scaled, self.critic.trainable_weights)
-            if self.gp_weight:
-                penalty_grads, parts["gp"] = self.penalty_gradients(grads, real_images, fake_images,
-                                                                    real_labels, scale)
-                grads = [add_gradients(g, p) for g, p in zip(grads, penalty_grads)]
-                d_loss = d_loss + self.gp_weight * parts["gp"]
-            self.d_optimizer.apply_gradients(zip(grads, self.critic.trainable_weights))
-        with tf.GradientTape() as tape:
-            g_loss = self.generator_loss(real_labels)
-            scaled = g_loss * scale
-        grads = tape.gradient(scaled, self.generator.trainable_weights)
-        self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_weights))
-
-        for name, value in dict(parts, d_loss=d_loss, g_loss=g_loss).items():
-            self.trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
-
-
+@registered
 class BAGANGP(AdversarialModel):
-    """BAGAN-GP: Eq. (14) `train_ratio` times, then Eq. (15); also cDRAGAN, WGAN-GP and CGAN.
+    """BAGAN-GP (paper 001): Eq. (14) `train_ratio` times, then Eq. (15); v1/v2/v3 by `variant`.
 
-    `adversarial_loss`: `sigmoid_cross_entropy` (Eq. 12-15) or `wasserstein` (Eq. 8, 9).
+    cDRAGAN, WGAN-GP and CGAN are this model with other class settings (below).
     """
 
-    loss_parts = ("d_loss", "g_loss", "gp", "d_real", "d_fake", "d_wrong")
+    model_name = "bagan_gp"
+    title = "BAGAN-GP"
+    autoencoder = "supervised"
+    critic_terms = ("d_real", "d_fake", "d_wrong")
+    options = {"variant": "v3", "critic_init": "none"}
+    balanced_labels = True          # y_f uniform over the classes; False: the real batch's labels
+    wrong_label_term = True         # Eq. (14)'s CE(D(x_r, y_wrong), fake)
+    adversarial_loss = staticmethod(sigmoid_cross_entropy)
 
-    def __init__(self, generator, critic, num_classes, balanced_labels=True, wrong_label_term=True,
-                 adversarial_loss=sigmoid_cross_entropy, **kwargs):
+    def __init__(self, generator, critic, num_classes, balanced_labels=None, wrong_label_term=None,
+                 adversarial_loss=None, **kwargs):
         super().__init__(generator, critic, num_classes, **kwargs)
-        self.balanced_labels = balanced_labels
-        self.wrong_label_term = wrong_label_term
-        self.adversarial_loss = adversarial_loss
+        for name, value in dict(balanced_labels=balanced_labels, wrong_label_term=wrong_label_term,
+                                adversarial_loss=adversarial_loss).items():
+            if value is not None:
+                setattr(self, name, value)
+
+    @classmethod
+    def initialised_by(cls, options):
+        return VARIANTS[options["variant"]]["autoencoder"] if "variant" in options else cls.autoencoder
+
+    @classmethod
+    def build(cls, data, pretrained=None, *, latent_dim, train_ratio, gp_weight, seed, batch_size,
+              variant=None, critic_init="none"):
+        """Generator = embedding + decoder (Fig. 4), from the autoencoder's where there is one (v3
+        keeps its embedding, v1/v2 a fresh one); critic of Fig. 5, its convolutions from the encoder
+        with critic_init "encoder"."""
+        shape, num_classes = data.x_train.shape[1:], data.num_classes
+        decoder = pretrained.decoder if pretrained else build_decoder(shape, latent_dim)
+        embedding = (pretrained.embedding if pretrained and pretrained.supervised
+                     else build_embedding(num_classes, latent_dim))
+        critic = build_critic(shape, num_classes, encoder=pretrained.encoder if critic_init == "encoder" else None)
+        labels = VARIANTS[variant] if variant else {}
+        return cls(build_generator(embedding, decoder), critic, num_classes,
+                   balanced_labels=labels.get("balanced_labels"), wrong_label_term=labels.get("wrong_label_term"),
+                   latent_dim=latent_dim, train_ratio=train_ratio, gp_weight=gp_weight, seed=seed)
 
     def fake_labels(self, real_labels):
         """Balanced labels (v2, v3) or the real batch's labels (v1, cDRAGAN, WGAN-GP, CGAN)."""
@@ -323,40 +439,38 @@ class BAGANGP(AdversarialModel):
         fake_labels = self.fake_labels(real_labels)
         return self.generate(fake_labels), fake_labels
 
-    def critic_logits(self, real_images, fake_images, labels):
-        """D on the rows [x_r, x_f] (and x_r again for the wrong labels) with `labels`, in one pass.
+    def critic_logits(self, real_images, real_labels, fake_images, fake_labels, wrong_labels=None):
+        """D(x_r, y_r), D(x_f, y_f) and D(x_r, y_wrong) (None without wrong labels), in one pass.
 
         The real images' conv features are computed once for both of their terms when the critic
-        has the features/head split of `build_critic`; otherwise one call on the concatenated batch.
+        has the features/head split of `build_critic`; any other critic gets one call on the
+        concatenated batch.
         """
+        batch_size = ops.shape(real_images)[0]
         images = ops.concatenate([real_images, fake_images], 0)
+        with_wrong = wrong_labels is not None
+        labels = ops.concatenate([real_labels, fake_labels] + ([wrong_labels] if with_wrong else []), 0)
         parts = critic_parts(self.critic)
         if parts is None:
-            if self.wrong_label_term:
-                images = ops.concatenate([images, real_images], 0)
-            return self.critic([images, labels], training=True)
-        body, head = parts
-        features = body(images, training=True)
-        if self.wrong_label_term:
-            features = ops.concatenate([features, features[:ops.shape(real_images)[0]]], 0)
-        return head([features, labels], training=True)
+            images = ops.concatenate([images, real_images], 0) if with_wrong else images
+            logits = self.critic([images, labels], training=True)
+        else:
+            body, head = parts
+            features = body(images, training=True)
+            if with_wrong:
+                features = ops.concatenate([features, features[:batch_size]], 0)
+            logits = head([features, labels], training=True)
+        return logits[:batch_size], logits[batch_size:2 * batch_size], logits[2 * batch_size:] if with_wrong else None
 
     def critic_loss(self, real_images, real_labels, fake_images, fake_labels):
-        """Eq. (14)'s cross-entropy (or Wasserstein) terms for one batch, in one critic pass; their
-        sum and the parts. `train_step` adds the gradient penalty, gp_weight * GP, after them."""
-        batch_size = ops.shape(real_images)[0]
-        labels = [real_labels, fake_labels]
-        if self.wrong_label_term:
-            labels.append(self.sample_wrong_labels(real_labels))
-        logits = self.critic_logits(real_images, fake_images, ops.concatenate(labels, 0))
-        parts = {
-            "d_real": self.adversarial_loss(logits[:batch_size], 1.0),
-            "d_fake": self.adversarial_loss(logits[batch_size:2 * batch_size], 0.0),
-            "d_wrong": (self.adversarial_loss(logits[2 * batch_size:], 0.0)
-                        if self.wrong_label_term else ops.zeros(())),
-            "gp": ops.zeros(()),
-        }
-        return parts["d_real"] + parts["d_fake"] + parts["d_wrong"], parts
+        """Eq. (14) without its penalty (Eq. 12 for v1; the Wasserstein terms of Eq. 8 for WGAN-GP):
+        CE(D(x_r, y_r), real) + CE(D(G(z, y_f), y_f), fake) + CE(D(x_r, y_wrong), fake)."""
+        wrong_labels = self.sample_wrong_labels(real_labels) if self.wrong_label_term else None
+        real, fake, wrong = self.critic_logits(real_images, real_labels, fake_images, fake_labels, wrong_labels)
+        d_real = self.adversarial_loss(real, 1.0)
+        d_fake = self.adversarial_loss(fake, 0.0)
+        d_wrong = self.adversarial_loss(wrong, 0.0) if self.wrong_label_term else ops.zeros(())
+        return d_real + d_fake + d_wrong, dict(d_real=d_real, d_fake=d_fake, d_wrong=d_wrong)
 
     def generator_loss(self, real_labels):
         """Eq. (15): the critic should call G(z, y_f) real for the label it was asked for."""
@@ -365,6 +479,88 @@ class BAGANGP(AdversarialModel):
         return self.adversarial_loss(logits, 1.0)
 
 
+@registered
+class BAGAN(AdversarialModel):
+    """The original BAGAN (paper 002; Sec. 3.1 of 001).
+
+    The generator is the unsupervised autoencoder's decoder fed the class-conditional latent
+    (`build_class_conditional_latent`); the discriminator is the encoder with a K+1-way softmax,
+    trained with sparse categorical cross-entropy: real images as their class, fakes as class K.
+    Each discriminator batch adds ceil(B / K) fakes with balanced labels to the B real images,
+    so "fake" is as frequent as one class; the generator wants its fakes classified as the class
+    it was asked for. One discriminator step per generator step.
+    """
+
+    model_name = "bagan"
+    title = "BAGAN"
+    default_train_ratio = 1
+    autoencoder = "unsupervised"
+    uses_gradient_penalty = False
+
+    @classmethod
+    def build(cls, data, pretrained=None, *, latent_dim, train_ratio, gp_weight, seed, batch_size):
+        """Class statistics of the encoded training images -> labeled latent -> the pretrained decoder."""
+        means, covariances = class_conditional_statistics(
+            encode(pretrained.encoder, data.x_train, batch_size), data.y_train, data.num_classes)
+        generator = build_generator(build_class_conditional_latent(means, covariances), pretrained.decoder)
+        return cls(generator, build_bagan_discriminator(pretrained.encoder, data.num_classes), data.num_classes,
+                   latent_dim=latent_dim, train_ratio=train_ratio, gp_weight=gp_weight, seed=seed)
+
+    @property
+    def fake_class(self):
+        return self.num_classes
+
+    def sample_fakes(self, real_labels):
+        count = (ops.shape(real_labels)[0] + self.num_classes - 1) // self.num_classes
+        fake_labels = self.sample_balanced_labels(count)
+        return self.generate(fake_labels), fake_labels
+
+    def critic_loss(self, real_images, real_labels, fake_images, fake_labels):
+        batch_size = ops.shape(real_images)[0]
+        logits = ops.cast(self.critic(ops.concatenate([real_images, fake_images], 0), training=True), "float32")
+        targets = ops.concatenate([real_labels, ops.full_like(fake_labels, self.fake_class)], 0)
+        ce = ops.sparse_categorical_crossentropy(targets, logits, from_logits=True)
+        return ops.mean(ce), {"d_real": ops.mean(ce[:batch_size]), "d_fake": ops.mean(ce[batch_size:])}
+
+    def generator_loss(self, real_labels):
+        fake_labels = self.sample_balanced_labels(ops.shape(real_labels)[0])
+        return softmax_cross_entropy(self.critic(self.generate(fake_labels), training=True), fake_labels)
+
+
+@registered
+class CDRAGAN(BAGANGP):
+    """cDRAGAN (Eq. 12, 13): BAGAN-GP v1's losses without the autoencoder (real labels for the
+    fakes, no wrong-label term, networks from scratch)."""
+
+    model_name = "cdragan"
+    title = "cDRAGAN"
+    autoencoder = None
+    options = {}
+    balanced_labels = False
+    wrong_label_term = False
+
+
+@registered
+class WGANGP(CDRAGAN):
+    """Conditional WGAN-GP (paper 004; Eq. 8, 9): cDRAGAN with the Wasserstein terms
+    -E[D(x_r, y_r)] + E[D(G(z, y_r), y_r)] for the critic and -E[D(G(z, y_r), y_r)] for the generator."""
+
+    model_name = "wgan_gp"
+    title = "conditional WGAN-GP"
+    adversarial_loss = staticmethod(wasserstein)
+
+
+@registered
+class CGAN(CDRAGAN):
+    """Conditional GAN (paper 003): cDRAGAN without the gradient penalty, one critic step per generator step."""
+
+    model_name = "cgan"
+    title = "CGAN"
+    default_train_ratio = 1
+    uses_gradient_penalty = False
+
+
+@registered
 class ACGAN(AdversarialModel):
     """AC-GAN (paper 003, Eq. 2, 3): the discriminator maximises L_S + L_C, the generator L_C - L_S
     (in the usual non-saturating form: it minimises CE(source, real) + CE(class, c)).
@@ -375,16 +571,43 @@ class ACGAN(AdversarialModel):
     Fake labels are drawn from the real batch's labels, i.e. the data's class distribution.
     """
 
-    loss_parts = ("d_loss", "g_loss", "d_real", "d_fake", "d_class")
+    model_name = "acgan"
+    title = "AC-GAN"
+    default_train_ratio = 1
+    uses_gradient_penalty = False
+    critic_terms = ("d_real", "d_fake", "d_class")
+    options = {"real_fraction": None, "alternate": False}
 
     def __init__(self, generator, critic, num_classes, real_fraction=0.5, alternate=False, **kwargs):
-        super().__init__(generator, critic, num_classes, **dict(kwargs, gp_weight=0.0))  # no penalty
+        super().__init__(generator, critic, num_classes, **kwargs)
         if not 0.0 < real_fraction < 1.0:
             raise ValueError(f"real_fraction must be between 0 and 1, got {real_fraction}")
         self.base_real_fraction = real_fraction
         self.alternate = alternate
         self.real_fraction = keras.Variable(real_fraction, trainable=False, dtype="float32",
                                             name="real_fraction")
+
+    @classmethod
+    def option_values(cls, **given):
+        """real_fraction defaults to 0.75 with alternate (v3's share), else 0.5."""
+        alternate = bool(given.get("alternate"))
+        real_fraction = given.get("real_fraction")
+        if real_fraction is None:
+            real_fraction = 0.75 if alternate else 0.5
+        if not 0.0 < real_fraction < 1.0:
+            raise ValueError(f"real fraction must be between 0 and 1, got {real_fraction}")
+        return {"real_fraction": real_fraction, "alternate": alternate}
+
+    @classmethod
+    def build(cls, data, pretrained=None, *, latent_dim, train_ratio, gp_weight, seed, batch_size,
+              real_fraction=0.5, alternate=False):
+        """Generator = a fresh embedding + decoder; the two-headed discriminator of Fig. 3."""
+        shape, num_classes = data.x_train.shape[1:], data.num_classes
+        decoder = build_decoder(shape, latent_dim)
+        generator = build_generator(build_embedding(num_classes, latent_dim), decoder)
+        return cls(generator, build_acgan_discriminator(shape, num_classes), num_classes,
+                   real_fraction=real_fraction, alternate=alternate, latent_dim=latent_dim,
+                   train_ratio=train_ratio, gp_weight=gp_weight, seed=seed)
 
     def begin_epoch(self, epoch):
         """v3's schedule: every third epoch (3, 6, ...) half the batch is real."""
@@ -416,38 +639,3 @@ class ACGAN(AdversarialModel):
         fake_labels = self.labels_like_data(real_labels, ops.shape(real_labels)[0])
         source, classes = self.critic(self.generate(fake_labels), training=True)
         return sigmoid_cross_entropy(source, 1.0) + softmax_cross_entropy(classes, fake_labels)
-
-
-class BAGAN(AdversarialModel):
-    """The original BAGAN (paper 002; Sec. 3.1 of 001).
-
-    The generator is the unsupervised autoencoder's decoder fed the class-conditional latent
-    (`build_class_conditional_latent`); the discriminator is the encoder with a K+1-way softmax,
-    trained with sparse categorical cross-entropy: real images as their class, fakes as class K.
-    Each discriminator batch adds ceil(B / K) fakes with balanced labels to the B real images,
-    so "fake" is as frequent as one class; the generator wants its fakes classified as the class
-    it was asked for. One discriminator step per generator step.
-    """
-
-    def __init__(self, generator, critic, num_classes, **kwargs):
-        super().__init__(generator, critic, num_classes, **dict(kwargs, gp_weight=0.0))  # no penalty
-
-    @property
-    def fake_class(self):
-        return self.num_classes
-
-    def sample_fakes(self, real_labels):
-        count = (ops.shape(real_labels)[0] + self.num_classes - 1) // self.num_classes
-        fake_labels = self.sample_balanced_labels(count)
-        return self.generate(fake_labels), fake_labels
-
-    def critic_loss(self, real_images, real_labels, fake_images, fake_labels):
-        batch_size = ops.shape(real_images)[0]
-        logits = ops.cast(self.critic(ops.concatenate([real_images, fake_images], 0), training=True), "float32")
-        targets = ops.concatenate([real_labels, ops.full_like(fake_labels, self.fake_class)], 0)
-        ce = ops.sparse_categorical_crossentropy(targets, logits, from_logits=True)
-        return ops.mean(ce), {"d_real": ops.mean(ce[:batch_size]), "d_fake": ops.mean(ce[batch_size:])}
-
-    def generator_loss(self, real_labels):
-        fake_labels = self.sample_balanced_labels(ops.shape(real_labels)[0])
-        return softmax_cross_entropy(self.critic(self.generate(fake_labels), training=True), fake_labels)

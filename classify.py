@@ -63,8 +63,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from bagan_train import atomic_write, save_json  # noqa: E402
-from fid import Run, UsageError, load_model, load_run  # noqa: E402
+from datasets import DatasetError, add_dataset_arguments, check_dataset_arguments  # noqa: E402
+from runs import GENERATOR_FILE, RESULTS_DIR, Run, UsageError, atomic_write, generated_batches, save_json  # noqa: E402
 
 AFFINE = dict(rotation=0.05, translation=0.1, zoom=0.1)
 """Keras factors: rotation as a fraction of a full turn (0.05 = 18 degrees), shift and zoom as fractions of the size."""
@@ -214,10 +214,9 @@ def rebalance_with_generator(x, y, generator, seed, num_classes=None, batch_size
     """Images G(z, c) for each class c smaller than the largest, until every class matches it.
 
     Returns the added uint8 images (resized to the real ones when the generator's size differs)
-    and their labels; the noise of class c is drawn from ``default_rng([seed, c])`` (as in fid.py).
+    and their labels; the noise of class c is drawn from ``default_rng([seed, c])`` (runs.generated_batches).
     """
     from datasets import resize_images, to_uint8
-    from fid import generated_batches
     num_classes = num_classes or int(y.max()) + 1
     need = missing_counts(y, num_classes)
     images, labels = [], []
@@ -386,7 +385,7 @@ def _rows_from_flags(values):
         if value in ("none", "affine"):
             row = Row(value, value)
         else:
-            run = load_run(value)
+            run = Run.open(value, require=(GENERATOR_FILE,))
             row = Row(run.name, "generator", run)
         if row.name in names:
             row.name = value
@@ -409,13 +408,9 @@ def _check_numbers(args):
 
 def _protocol(args, runs):
     """Dataset name, data folder, image size and split seed: flags first, then the runs'."""
-    from datasets import DATASET_NAMES
     dataset = args.dataset or (runs[0].config["dataset"] if runs else None)
     if not dataset:
         raise UsageError("--dataset is needed when no RUN_DIR is given")
-    if dataset not in DATASET_NAMES and not os.path.isdir(dataset):
-        raise UsageError(f"unknown dataset {dataset!r}: use one of {', '.join(DATASET_NAMES)} "
-                         "or a folder of class subfolders")
     sizes = sorted({int(r.config["image_size"]) for r in runs})
     if args.image_size is None and len(sizes) > 1:
         raise UsageError(f"the runs generate different image sizes ({', '.join(map(str, sizes))}); "
@@ -454,7 +449,7 @@ def prepare(args):
         if list(row.run.config["class_names"]) != list(data.class_names):
             raise UsageError(f"{row.run.path} was trained on classes {row.run.config['class_names']}, "
                              f"but the dataset has {data.class_names}")
-        row.generator = load_model(row.run.path / "generator.keras")
+        row.generator = row.run.load_generator()
         channels = row.generator.outputs[0].shape[-1]
         if channels != data.channels:
             raise UsageError(f"{row.run.path} generates {channels}-channel images, the dataset has {data.channels}")
@@ -613,7 +608,7 @@ def plot_per_class_recall(result, path):
 def default_out_dir(dataset):
     name = os.path.basename(os.path.normpath(dataset))
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return os.path.join("train_results", f"classify-{name}-{stamp}")
+    return os.path.join(RESULTS_DIR, f"classify-{name}-{stamp}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -624,15 +619,13 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description="Train a classifier on the (rebalanced) training split and score it on the test split "
                     "(papers 003 and 004): one table row per --augment.")
-    p.add_argument("--dataset", help="digits, fashion_mnist, cifar10, cells or a folder (default: the run's)")
-    p.add_argument("--data-dir", help="where the dataset's files are (default: the run's)")
-    p.add_argument("--imbalanced", action="store_true", help="the paper's imbalanced protocol")
+    add_dataset_arguments(p, dict(dataset="the runs'", imbalanced="no",
+                                  image_size="the runs', else 32 for digits and 64 otherwise"))
     p.add_argument("--augment", action="append", metavar="none|affine|RUN_DIR",
                    help="a training set, one row each; may be repeated (default: none)")
     p.add_argument("--classifier", choices=sorted(CLASSIFIERS), default="cnn",
                    help="the CNN of paper 003 or the CNN-SVM of paper 004")
     p.add_argument("--seeds", type=int, default=3, help="train with seeds 0..N-1")
-    p.add_argument("--image-size", type=int, help="default: the runs' size, else 32 for digits and 64 otherwise")
     p.add_argument("--split-seed", type=int, help="train/test split seed (default: the run's seed, else 42)")
     p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="most CNN epochs")
     p.add_argument("--patience", type=int, default=PATIENCE, help="early stopping patience in epochs")
@@ -646,13 +639,15 @@ def parse_args(argv=None):
                    help=f"add the '{REFERENCE}' row when the dataset has a balanced protocol")
     p.add_argument("--out", help="output folder (default train_results/classify-<dataset>-<time>)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.imbalanced = bool(args.imbalanced)
+    return args
 
 
 def main(argv=None):
     args = parse_args(argv)
-    from datasets import DatasetError
     try:
+        check_dataset_arguments(args)
         data, rows, pool, key, top_k = prepare(args)
     except (UsageError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)

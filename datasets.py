@@ -317,14 +317,15 @@ def read_idx(path) -> np.ndarray:
     return np.frombuffer(data, np.uint8, offset=header).reshape(dims)
 
 
-def _keras_home() -> Path:
+def keras_home() -> Path:
+    """Keras' own folder ($KERAS_HOME, else ~/.keras): datasets/ and models/ (weights) below it."""
     return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
 
 
 def fashion_mnist_dirs(data_dir=None) -> list[Path]:
     """Folders searched for the Fashion-MNIST IDX files, in order."""
     dirs = [Path(data_dir)] if data_dir else []
-    dirs.append(_keras_home() / "datasets" / "fashion-mnist")
+    dirs.append(keras_home() / "datasets" / "fashion-mnist")
     for root in DEBIAN_DATASET_ROOTS:
         if root.is_dir():
             dirs.extend(sorted(p for p in root.glob("*fashion*mnist*") if p.is_dir()))
@@ -361,7 +362,7 @@ def read_fashion_mnist(data_dir=None):
     try:
         x, y = _keras_fashion_mnist()
     except Exception:
-        target = Path(data_dir) if data_dir else _keras_home() / "datasets" / "fashion-mnist"
+        target = Path(data_dir) if data_dir else keras_home() / "datasets" / "fashion-mnist"
         raise DatasetError(
             f"Fashion-MNIST not found: download {FASHION_URL}{FASHION_FILES[0]}.gz and "
             f"{FASHION_URL}{FASHION_FILES[1]}.gz (links in {FASHION_REPO}) into {target}."
@@ -442,7 +443,7 @@ def read_cifar10(data_dir=None, image_size=32):
     they are the official ones, else sorted).
     """
     roots = [Path(data_dir)] if data_dir else [
-        REPO_DIR / "data" / "cifar10", _keras_home() / "datasets",
+        REPO_DIR / "data" / "cifar10", keras_home() / "datasets",
     ]
     for root in roots:
         for folder in (root, root / "cifar-10-batches-bin"):
@@ -603,17 +604,46 @@ def load_dataset(name, data_dir=None, image_size=64, imbalanced=False, seed=42) 
     raise DatasetError(f"Unknown dataset {name!r}: use one of {', '.join(DATASET_NAMES)} or an existing folder path.")
 
 
+def add_dataset_arguments(parser, defaults):
+    """--dataset, --data-dir, --imbalanced/--no-imbalanced and --image-size, the flags every script
+    shares. Unset, they are None and the script fills them in (training's table, a run's
+    config.json); `defaults` says how in the help, one text or one per flag. Check them with
+    check_dataset_arguments."""
+    said = defaults if isinstance(defaults, dict) else dict.fromkeys(("dataset", "imbalanced", "image_size"), defaults)
+    group = parser.add_argument_group("dataset")
+    group.add_argument("--dataset", help=f"{', '.join(DATASET_NAMES)} or a folder of class subfolders "
+                                         f"(default: {said['dataset']})")
+    group.add_argument("--data-dir", help="where the dataset's files are (default: searched, see README)")
+    group.add_argument("--imbalanced", action=argparse.BooleanOptionalAction,
+                       help=f"the paper's imbalanced protocol of digits, fashion_mnist, cifar10 "
+                            f"(default: {said['imbalanced']})")
+    group.add_argument("--image-size", type=int, help=f"images are resized to S x S (default: {said['image_size']})")
+    return group
+
+
+def check_dataset_arguments(args, image_sizes=None):
+    """DatasetError naming the flag when --dataset names no dataset or folder, or --image-size is
+    out of range (not one of `image_sizes`, when given)."""
+    if args.dataset is not None and args.dataset not in DATASET_NAMES and not Path(args.dataset).is_dir():
+        raise DatasetError(f"unknown dataset {args.dataset!r}: use one of {', '.join(DATASET_NAMES)} "
+                           "or a folder of class subfolders")
+    if args.image_size is not None:
+        if image_sizes and args.image_size not in image_sizes:
+            raise DatasetError(f"image size {args.image_size} is not supported: use one of "
+                               f"{', '.join(map(str, image_sizes))}")
+        _check_image_size(args.image_size)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Show the per-class split of a dataset.")
-    parser.add_argument("--dataset", required=True, help=f"one of {', '.join(DATASET_NAMES)} or a folder path")
-    parser.add_argument("--data-dir", default=None, help="where the dataset files are")
-    parser.add_argument("--imbalanced", action="store_true", help="apply the paper's imbalance rule")
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=42)
+    add_dataset_arguments(parser, dict(dataset="digits", imbalanced="no", image_size=64))
+    parser.add_argument("--seed", type=int, default=42, help="the split's seed")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     try:
-        ds = load_dataset(args.dataset, args.data_dir, args.image_size, args.imbalanced, args.seed)
+        check_dataset_arguments(args)
+        ds = load_dataset(args.dataset or "digits", args.data_dir, args.image_size or 64, bool(args.imbalanced),
+                          args.seed)
     except DatasetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

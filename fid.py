@@ -46,7 +46,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from bagan_train import atomic_write  # noqa: E402
+from datasets import add_dataset_arguments, check_dataset_arguments, keras_home  # noqa: E402
+from runs import GENERATOR_FILE, Run, UsageError, atomic_write, generated_batches, load_model  # noqa: E402
 
 INCEPTION_WEIGHTS_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
 INCEPTION_WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/"
@@ -72,10 +73,6 @@ KID_SUBSET_SIZE = 1000
 GENERATED = "generated"
 RECONSTRUCTED = "Rec. samples (Autoencoder)"
 REAL_TRAIN = "Real samples (Train)"
-
-
-class UsageError(Exception):
-    """A bad flag, run folder or weights file: reported in one line, exit status 2."""
 
 
 class SingularCovarianceWarning(UserWarning):
@@ -294,21 +291,10 @@ def real_batches(images_uint8, batch_size):
         yield to_model_range(images_uint8[start:start + batch_size])
 
 
-def generated_batches(generator, label, n, batch_size, seed=0):
-    """n images G(z, label), z ~ N(0, I) from a generator seeded by (seed, label)."""
-    latent_dim = generator.inputs[0].shape[-1]
-    rng = np.random.default_rng([seed, label])
-    for start in range(0, n, batch_size):
-        k = min(batch_size, n - start)
-        z = rng.standard_normal((k, latent_dim)).astype(np.float32)
-        yield generator([z, np.full(k, label, np.int32)], training=False)
-
-
 def reconstructed_batches(autoencoder, images_uint8, label, batch_size):
-    """The autoencoder's reconstructions of uint8 images of one class."""
-    import tensorflow as tf
+    """A runs.Autoencoder's reconstructions of uint8 images of one class."""
     for batch in real_batches(images_uint8, batch_size):
-        yield autoencoder(batch, tf.fill([len(batch)], tf.constant(label, tf.int32)))
+        yield autoencoder.reconstruct(batch, np.full(len(batch), label, np.int32))
 
 
 def _rgb(images):
@@ -339,10 +325,6 @@ def _file_digests(path):
     return sha.hexdigest(), md5.hexdigest()
 
 
-def _keras_home():
-    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
-
-
 def inception_weights_path(weights=None):
     """The ImageNet weights file to use: --weights PATH, else the Keras cache; None for 'random'."""
     if weights == "random":
@@ -353,7 +335,7 @@ def inception_weights_path(weights=None):
         if not path.is_file():
             raise UsageError(f"weights file {path} does not exist: {get} and pass its path to --weights")
         return path
-    path = _keras_home() / "models" / INCEPTION_WEIGHTS_FILE
+    path = keras_home() / "models" / INCEPTION_WEIGHTS_FILE
     if not path.is_file():
         raise UsageError(f"InceptionV3 ImageNet weights not found: {get} and save it as {path} "
                          "(or pass --weights PATH; --weights random only for smoke runs, not comparable)")
@@ -440,7 +422,7 @@ def classifier_extractor(model_path) -> FeatureExtractor:
     """Features of the 'features' layer of a saved classifier; images resized to its input."""
     import keras
     import tensorflow as tf
-    model = keras.models.load_model(model_path)
+    model = load_model(model_path)
     features_model = keras.Model(model.inputs, model.get_layer("features").output)
     size, channels = model.input_shape[1:3], model.input_shape[3]
     dims = features_model.output_shape[-1]
@@ -511,32 +493,9 @@ def cached_real_features(images_uint8, key, extractor, cache_dir, batch_size=DEF
 # Runs and the table
 
 
-@dataclass
-class Run:
-    path: Path
-    config: dict
-
-    @property
-    def name(self):
-        return self.path.resolve().name
-
-
 def load_run(run_dir):
-    """A run folder's config; the folder must hold config.json and generator.keras."""
-    path = Path(run_dir)
-    if not path.is_dir():
-        raise UsageError(f"run folder {run_dir} does not exist")
-    for needed in ("config.json", "generator.keras"):
-        if not (path / needed).is_file():
-            raise UsageError(f"{run_dir} has no {needed}: is it a finished run folder?")
-    try:
-        config = json.loads((path / "config.json").read_text())
-    except (OSError, ValueError) as e:
-        raise UsageError(f"cannot read {path / 'config.json'}: {e}") from None
-    missing = [k for k in ("dataset", "image_size", "class_names") if k not in config]
-    if missing:
-        raise UsageError(f"{path / 'config.json'} lacks {', '.join(missing)}")
-    return Run(path, config)
+    """A finished run folder (config.json and generator.keras)."""
+    return Run.open(run_dir, require=(GENERATOR_FILE,))
 
 
 def dataset_key(run, args):
@@ -554,32 +513,6 @@ def dataset_key(run, args):
         image_size=int(args.image_size or config["image_size"]),
         seed=int(config.get("seed", 42) if args.split_seed is None else args.split_seed),
     )
-
-
-def load_model(path):
-    import keras
-    try:
-        return keras.models.load_model(path)
-    except Exception as e:
-        reason = (str(e).splitlines() or [type(e).__name__])[0]
-        raise UsageError(f"cannot load {path}: {reason}") from None
-
-
-def load_autoencoder(run):
-    """The run's reconstruction function (images, labels) -> images (v3 goes through the embedding)."""
-    from bagan_train import autoencoder_kind
-    kind = autoencoder_kind(run.config)
-    if kind is None:
-        raise UsageError(f"{run.path} is a {run.config['model']} run, which has no autoencoder: "
-                         "--baselines needs a bagan_gp or bagan run")
-    names = ("encoder", "embedding", "decoder")
-    missing = [n for n in names if not (run.path / f"{n}.keras").is_file()]
-    if missing:
-        raise UsageError(f"{run.path} has no {', '.join(n + '.keras' for n in missing)} for the autoencoder baseline")
-    encoder, embedding, decoder = (load_model(run.path / f"{n}.keras") for n in names)
-    if kind == "supervised":
-        return lambda x, y: decoder(embedding([encoder(x, training=False), y], training=False), training=False)
-    return lambda x, y: decoder(encoder(x, training=False), training=False)
 
 
 def _first_per_class(x, y, label, limit):
@@ -626,7 +559,6 @@ def _row(name, kind, reference, feature_sets, comparable, run=None):
 
 
 def _runs_and_dataset(args):
-    from bagan_train import autoencoder_kind
     runs = [load_run(d) for d in args.run_dirs]
     keys = [dataset_key(r, args) for r in runs]
     if any(k != keys[0] for k in keys[1:]):
@@ -635,7 +567,7 @@ def _runs_and_dataset(args):
                          "score them separately or override with --dataset/--image-size/--imbalanced/--split-seed")
     if args.baselines and any(r.config["image_size"] != keys[0]["image_size"] for r in runs):
         raise UsageError("--baselines needs the real images at the run's own image size (the autoencoder's input)")
-    if args.baselines and all(autoencoder_kind(r.config) is None for r in runs):
+    if args.baselines and all(r.autoencoder is None for r in runs):
         raise UsageError("--baselines needs a bagan_gp or bagan run: the other models have no autoencoder")
     return runs, keys[0]
 
@@ -670,16 +602,15 @@ def score(args) -> dict:
     classes, names, bs = range(data.num_classes), data.class_names, args.batch_size
     reference = [scoring.real("test", c) for c in classes]
     rows = []
-    from bagan_train import autoencoder_kind
     for run in runs:
-        generator = load_model(run.path / "generator.keras")
+        generator = run.load_generator()
         generated = [scoring.features(generated_batches(generator, c, args.per_class, bs, args.seed),
                                       args.per_class, f"{run.name} class {names[c]}") for c in classes]
         rows.append(_row(run.name, GENERATED, reference, generated, extractor.comparable, run))
     if args.baselines:
-        with_autoencoder = [run for run in runs if autoencoder_kind(run.config) is not None]
+        with_autoencoder = [run for run in runs if run.autoencoder is not None]
         for run in with_autoencoder:
-            autoencoder = load_autoencoder(run)
+            autoencoder = run.load_autoencoder()
             train_images = [_first_per_class(data.x_train, data.y_train, c, args.real_per_class) for c in classes]
             reconstructed = [scoring.features(reconstructed_batches(autoencoder, train_images[c], c, bs),
                                               len(train_images[c]), f"{run.name} reconstructions of class {names[c]}")
@@ -740,11 +671,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description="Per-class FID and KID of BAGAN-GP runs against the real test images (paper Table 4).")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders written by bagan_train.py")
-    p.add_argument("--dataset", help="dataset name or folder (default: the run's)")
-    p.add_argument("--data-dir", help="where the dataset's files are (default: the run's)")
-    p.add_argument("--image-size", type=int, help="real image size (default: the run's)")
-    p.add_argument("--imbalanced", action=argparse.BooleanOptionalAction, default=None,
-                   help="the paper's imbalanced protocol (default: the run's)")
+    add_dataset_arguments(p, "the run's")
     p.add_argument("--split-seed", type=int, help="train/test split seed (default: the run's seed)")
     p.add_argument("--per-class", type=int, default=DEFAULT_PER_CLASS,
                    help=f"generated images per class (default {DEFAULT_PER_CLASS})")
@@ -777,6 +704,7 @@ def main(argv=None):
     args = parse_args(argv)
     from datasets import DatasetError
     try:
+        check_dataset_arguments(args)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", SingularCovarianceWarning)
             result = score(args)

@@ -6,9 +6,9 @@
     X_new, y_new = sampler.sample(100)                 # 100 more images of every class
     sampler.save("digits-sampler"); BAGANGPOversampler.load("digits-sampler")
 
-Training goes through `bagan_train.fit_run` into a run folder (a temporary one unless `run_dir` is
-given); the fitted sampler keeps the generator read back from that folder, never the training
-process's memory.
+Training is bagan_train's recipe (`bagan_train.train` with a `TrainConfig` made from the sampler's
+settings) into a run folder (a temporary one unless `run_dir` is given); the fitted sampler keeps
+the generator read back from that folder, never the training process's memory.
 """
 from __future__ import annotations
 
@@ -30,17 +30,16 @@ from sklearn.utils.validation import check_is_fitted
 
 import bagan_train
 from datasets import Dataset, resize_images, to_uint8
+from runs import CONFIG_FILE, GENERATOR_FILE, Run, UsageError, generated_batches, load_model, save_json, save_model
 
 DATASET_NAME = "arrays"
 """config['dataset'] of the runs the oversampler trains (bagan_train's folder defaults apply)."""
 TRAIN_SETTINGS = ("model", "epochs", "ae_epochs", "image_size", "batch_size", "latent_dim", "learning_rate",
                   "beta_1", "beta_2", "train_ratio", "gp_weight", "steps_per_epoch", "variant",
                   "critic_init", "precision", "jit_compile")
-"""Constructor settings passed to bagan_train as --flags; None leaves bagan_train's default."""
-GENERATOR_FILE = "generator.keras"
+"""Constructor settings that are bagan_train.TrainConfig's; None leaves its default."""
 SAVED_FILE = "oversampler.json"
 SAVE_FORMAT = 1
-PREDICT_BATCH = 256
 CHANNELS = (1, 3)
 KNOWN_RANGES = ((0.0, 1.0), (-1.0, 1.0), (0.0, 255.0))
 """Value ranges recognised in float images, tried in this order."""
@@ -292,51 +291,39 @@ class BAGANGPOversampler(BaseOverSampler):
             raise ValueError(f"y has only one class ({classes[0]!r}); at least 2 are needed")
         check_sampling_strategy(self.sampling_strategy, y, self._sampling_type)
         config = self._run_config()
-        if config["batch_size"] > len(X):
-            raise ValueError(f"batch_size {config['batch_size']} is larger than the {len(X)} images; "
+        if config.batch_size > len(X):
+            raise ValueError(f"batch_size {config.batch_size} is larger than the {len(X)} images; "
                              "pass a smaller batch_size")
-        if self.run_dir is not None and os.path.exists(os.path.join(self.run_dir, "config.json")):
+        if self.run_dir is not None and os.path.exists(os.path.join(self.run_dir, CONFIG_FILE)):
             raise ValueError(f"run_dir {self.run_dir} already holds a run; give a new folder")
         return X, y, image_format, config
 
     def _run_config(self):
-        """bagan_train's configuration for the settings, checked by its own parser and validator."""
-        argv = ["--dataset", DATASET_NAME, "--verbose", str(self.verbose)]
-        for name in TRAIN_SETTINGS:
-            if getattr(self, name) is not None:
-                argv += [f"--{name.replace('_', '-')}", str(getattr(self, name))]
-        if self.random_state is not None:
-            argv += ["--seed", str(self.random_state)]
-        stderr = io.StringIO()
+        """bagan_train's TrainConfig of the settings, checked by it; ValueError naming a bad one."""
         try:
-            with contextlib.redirect_stderr(stderr):
-                args = bagan_train.parse_args(argv)
-            return bagan_train.build_config(args, data_in_memory=True)
-        except SystemExit:
-            message = stderr.getvalue().strip().splitlines()[-1].split("error: ", 1)[-1]
-            raise ValueError(f"bad training setting: {message}") from None
-        except bagan_train.UsageError as e:
-            raise ValueError(str(e)) from None
+            return bagan_train.TrainConfig.create(dataset=DATASET_NAME, seed=self.random_state,
+                                                  **{name: getattr(self, name) for name in TRAIN_SETTINGS})
+        except UsageError as e:
+            raise ValueError(f"bad training setting: {e}") from None
 
     def _train(self, X, y, image_format, config):
-        """fit_run on the images at the model's size; keeps the generator read back from the run folder."""
-        import keras
+        """bagan_train.train on the images at the model's size; keeps the generator read back from the run folder."""
+        from callbacks import NonFiniteLoss
         classes, codes = np.unique(y, return_inverse=True)
-        images = resize_images(image_format.to_uint8(X), config["image_size"])
+        images = resize_images(image_format.to_uint8(X), config.image_size)
         labels = codes.reshape(-1).astype(np.int64)
         data = Dataset(images, labels, images, labels, [str(c) for c in classes.tolist()],
                        image_format.image_shape[-1], DATASET_NAME)
         run_dir = os.fspath(self.run_dir) if self.run_dir is not None else tempfile.mkdtemp(prefix="bagan-oversampler-")
         try:
             with _training_context(self.verbose):
-                code, summary = bagan_train.fit_run(config, data, run_dir, self.verbose)
-            if code != 0:
-                kept = f"; see the run folder {run_dir}" if self.run_dir is not None else ""
-                raise TrainingError(f"training stopped at a non-finite loss at generator step "
-                                    f"{summary.get('nan_step')}: try a lower learning_rate or float32 "
-                                    f"precision{kept}")
-            generator = keras.models.load_model(os.path.join(run_dir, GENERATOR_FILE))
-        except bagan_train.UsageError as e:
+                bagan_train.train(config, run_dir, data=data, verbose=self.verbose)
+            generator = Run.open(run_dir, require=(GENERATOR_FILE,)).load_generator()
+        except NonFiniteLoss as e:
+            kept = f"; see the run folder {run_dir}" if self.run_dir is not None else ""
+            raise TrainingError(f"training stopped at a non-finite loss at generator step {e.step}: try a lower "
+                                f"learning_rate or float32 precision{kept}") from None
+        except UsageError as e:
             raise ValueError(str(e)) from None
         finally:
             if self.run_dir is None:
@@ -385,18 +372,16 @@ class BAGANGPOversampler(BaseOverSampler):
         return self._generate(counts, self.random_state if random_state is None else random_state)
 
     def _generate(self, counts, random_state):
-        """Images of counts {label: n} in class order, noise from numpy's default_rng(random_state)."""
+        """Images of counts {label: n} in class order; the noise of class index c from numpy's
+        default_rng([random_state, c]) (runs.generated_batches), a fresh random state if None."""
         index = {label: i for i, label in enumerate(self.classes_.tolist())}
-        codes = np.concatenate([np.full(n, index[label], np.int32) for label, n in sorted(counts.items())]
-                               + [np.zeros(0, np.int32)])
-        latent_dim = self.generator_.inputs[0].shape[-1]
-        z = np.random.default_rng(random_state).standard_normal((len(codes), latent_dim)).astype(np.float32)
+        seed = int(np.random.default_rng().integers(2**31)) if random_state is None else random_state
         size, channels = self.generator_.outputs[0].shape[1], self.image_format_.image_shape[-1]
-        images = np.zeros((0, size, size, channels), np.uint8)
-        if len(codes):
-            images = np.concatenate([to_uint8(self.generator_([z[i:i + PREDICT_BATCH], codes[i:i + PREDICT_BATCH]],
-                                                              training=False))
-                                     for i in range(0, len(codes), PREDICT_BATCH)])
+        images, codes = [np.zeros((0, size, size, channels), np.uint8)], [np.zeros(0, np.int64)]
+        for label, n in sorted(counts.items()):
+            images += [to_uint8(batch) for batch in generated_batches(self.generator_, index[label], n, seed=seed)]
+            codes.append(np.full(n, index[label]))
+        images, codes = np.concatenate(images), np.concatenate(codes)
         height, width, _ = self.image_format_.image_shape
         return self.image_format_.from_uint8(_resize_back(images, height, width)), self.classes_[codes]
 
@@ -418,16 +403,15 @@ class BAGANGPOversampler(BaseOverSampler):
                 params[name] = [_json_value(v) for v in params[name]]
         if params["run_dir"] is not None:
             params["run_dir"] = os.fspath(params["run_dir"])
-        bagan_train.save_model(self.generator_, os.path.join(path, GENERATOR_FILE))
+        save_model(self.generator_, os.path.join(path, GENERATOR_FILE))
         saved = {"format": SAVE_FORMAT, "params": params, "classes": self.classes_.tolist(),
                  "classes_dtype": self.classes_.dtype.str, "image_format": asdict(self.image_format_),
                  "n_features_in": getattr(self, "n_features_in_", None)}
-        bagan_train.save_json(os.path.join(path, SAVED_FILE), saved)
+        save_json(os.path.join(path, SAVED_FILE), saved)
 
     @classmethod
     def load(cls, path):
         """A fitted sampler from a folder written by save()."""
-        import keras
         saved_path = os.path.join(path, SAVED_FILE)
         if not os.path.isfile(saved_path) or not os.path.isfile(os.path.join(path, GENERATOR_FILE)):
             raise ValueError(f"{path} is not a saved BAGANGPOversampler (needs {SAVED_FILE} and {GENERATOR_FILE})")
@@ -442,7 +426,7 @@ class BAGANGPOversampler(BaseOverSampler):
             if params[name] is not None:
                 params[name] = tuple(params[name])
         sampler = cls(**params)
-        sampler.generator_ = keras.models.load_model(os.path.join(path, GENERATOR_FILE))
+        sampler.generator_ = load_model(os.path.join(path, GENERATOR_FILE))
         sampler.classes_ = np.array(saved["classes"], dtype=np.dtype(saved["classes_dtype"]))
         image_format = saved["image_format"]
         sampler.image_format_ = ImageFormat(tuple(image_format["image_shape"]), image_format["layout"],

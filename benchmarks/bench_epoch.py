@@ -4,7 +4,8 @@
                                      [--precision float32|mixed_bfloat16] [--steps N] [--json]
 
 Runs bagan_train's GAN phase for one epoch on Fashion-MNIST (imbalanced by default; the autoencoder
-phase is skipped, its networks start untrained), with every callback of a real run, then times
+phase is skipped, its networks start untrained), with every callback of a real run
+(bagan_train.gan_callbacks), then times
 the per-epoch pieces on their own: the Eq. 16 image grid, the checkpoint and the GIF assembly.
 Peak memory is the process's maximum resident set; a thread samples the resident set every 20 ms
 to split it by stage (loading the data, importing TensorFlow and building the networks, the epoch,
@@ -82,44 +83,47 @@ def main(argv=None):
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
 
-    flags = ["--dataset", args.dataset, "--image-size", str(args.image_size), "--batch-size",
-             str(args.batch_size), "--precision", args.precision, "--epochs", "1", "--ae-epochs", "0"]
-    flags += [] if args.balanced else ["--imbalanced"]
-    flags += ["--data-dir", args.data_dir] if args.data_dir else []
-    flags += ["--steps-per-epoch", str(args.steps)] if args.steps else []
-    config = bagan_train.build_config(bagan_train.parse_args(flags))
+    config = bagan_train.TrainConfig.create(
+        dataset=args.dataset, data_dir=args.data_dir, imbalanced=not args.balanced, image_size=args.image_size,
+        batch_size=args.batch_size, precision=args.precision, epochs=1, ae_epochs=0, steps_per_epoch=args.steps)
 
     from datasets import load_dataset
     rss = RSSStages()
     rss.mark("start")
     start = time.perf_counter()
-    data = load_dataset(config["dataset"], data_dir=config["data_dir"], image_size=config["image_size"],
-                        imbalanced=config["imbalanced"], seed=config["seed"])
+    data = load_dataset(config.dataset, data_dir=config.data_dir, image_size=config.image_size,
+                        imbalanced=config.imbalanced, seed=config.seed)
     load_s = time.perf_counter() - start
     rss_after_load = peak_rss_mb()
     rss.mark("load the data")
 
     import keras
     from autoencoder import build_decoder, build_embedding, build_encoder
-    keras.utils.set_random_seed(config["seed"])
-    bagan_train.set_precision(config)
+    from callbacks import GRID_ROWS, assemble_gif, generate_grid_rows, image_grid
+    from datasets import make_tf_dataset
+    from runs import Autoencoder, Run, save_png
+    keras.utils.set_random_seed(config.seed)
+    keras.mixed_precision.set_global_policy(config.precision)
     shape = data.x_train.shape[1:]
-    model = bagan_train.build_model(config, data, build_encoder(shape, config["latent_dim"]),
-                                    build_embedding(data.num_classes, config["latent_dim"]),
-                                    build_decoder(shape, config["latent_dim"]))
-    steps = bagan_train.steps_per_epoch(config, data)
+    untrained = Autoencoder(build_encoder(shape, config.latent_dim), build_embedding(data.num_classes, config.latent_dim),
+                            build_decoder(shape, config.latent_dim), supervised=True)
+    model = config.model_class.build(data, untrained, **config.model_settings())
+    model.compile(d_optimizer=bagan_train.adam(config), g_optimizer=bagan_train.adam(config), jit_compile=config.xla)
+    steps = config.steps_per_epoch_for(data)
     rss.mark("import TensorFlow, build the networks")
     with tempfile.TemporaryDirectory() as run_dir:
-        epoch_s = timed(lambda: bagan_train.train_gan(config, data, run_dir, model, 0, verbose=0))
+        run = Run.create(run_dir, config.record(data))
+        batches = make_tf_dataset(data.x_train, data.y_train, config.batch_size, seed=config.seed,
+                                  drop_remainder=True, repeat=True, steps_per_epoch=steps)
+        epoch_s = timed(lambda: model.fit(batches, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0,
+                                          callbacks=bagan_train.gan_callbacks(config, data, run, steps)))
         rss.mark("epoch (pipeline, tracing, steps, callbacks)")
         real_row = np.stack([data.x_train[data.y_train == c][0] for c in range(data.num_classes)])
-        noise = np.random.default_rng(0).standard_normal((bagan_train.GRID_ROWS, config["latent_dim"]))
-        grid_s = timed(lambda: bagan_train.save_png(os.path.join(run_dir, "grid.png"), bagan_train.image_grid(
-            [real_row] + bagan_train.generate_grid_rows(model.generator, noise.astype(np.float32),
-                                                        data.num_classes))))
-        checkpoint_s = timed(lambda: bagan_train.save_checkpoint(model, os.path.join(run_dir, "c.npz"), 1))
-        samples = os.path.join(run_dir, "samples")
-        gif_s = timed(lambda: bagan_train.assemble_gif(samples, os.path.join(run_dir, "progress.gif")))
+        noise = np.random.default_rng(0).standard_normal((GRID_ROWS, config.latent_dim))
+        grid_s = timed(lambda: save_png(os.path.join(run_dir, "grid.png"), image_grid(
+            [real_row] + generate_grid_rows(model.generator, noise.astype(np.float32), data.num_classes))))
+        checkpoint_s = timed(lambda: run.save_checkpoint(model.training_state(), 99, keep=3))
+        gif_s = timed(lambda: assemble_gif(run.file("samples"), run.file("progress.gif")))
         rss.mark("grid, checkpoint, GIF")
     rss.stop()
 

@@ -141,11 +141,12 @@ def project(args):
     from pathlib import Path
     import fid
     from datasets import load_dataset
+    from runs import generated_batches
 
     score_args = fid.parse_args([args.run, "--weights", "random", "--per-class", str(args.per_class),
                                  "--real-per-class", str(args.real_per_class), "--batch-size",
                                  str(args.batch_size), "--cache-dir", args.cache_dir])
-    runs, key = fid._runs_and_dataset(score_args)
+    scored, key = fid._runs_and_dataset(score_args)
     data = load_dataset(key["dataset"], data_dir=key["data_dir"], image_size=key["image_size"],
                         imbalanced=key["imbalanced"], seed=key["seed"])
     extractor = fid.inception_extractor(None, seed=score_args.seed)
@@ -153,7 +154,7 @@ def project(args):
         data = fid.without_training_images(data)
     scoring = fid.Scoring(data, key, extractor, Path(score_args.cache_dir), score_args.batch_size,
                           score_args.real_per_class)
-    generator = fid.load_model(runs[0].path / "generator.keras")
+    generator = scored[0].load_generator()
     extractor(np.zeros((score_args.batch_size, *data.x_test.shape[1:]), np.float32))  # warm-up: trace
     setup_s = time.perf_counter() - start
     rss_setup = peak_rss_mb()
@@ -162,7 +163,7 @@ def project(args):
     t0 = time.perf_counter()
     reference = scoring.real("test", c)
     t1 = time.perf_counter()
-    generated = scoring.features(fid.generated_batches(generator, c, score_args.per_class, bs, score_args.seed),
+    generated = scoring.features(generated_batches(generator, c, score_args.per_class, bs, score_args.seed),
                                  score_args.per_class, f"class {data.class_names[c]}")
     t2 = time.perf_counter()
     with warnings.catch_warnings():

@@ -44,14 +44,18 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    import keras
-    with open(os.path.join(args.run_dir, "config.json")) as f:
-        config = json.load(f)
+    from runs import GENERATOR_FILE, Run, UsageError
+    try:
+        run = Run.open(args.run_dir, require=(GENERATOR_FILE,))
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    config = run.config
     if config["dataset"] != "digits":
         print(f"error: {args.run_dir} was trained on {config['dataset']}, not digits", file=sys.stderr)
         return 2
     judge, accuracy = train_judge(config["image_size"], args.seed)
-    generator = keras.models.load_model(os.path.join(args.run_dir, "generator.keras"))
+    generator = run.load_generator()
     shares = generated_recognition(judge, generator, len(config["class_names"]), config["latent_dim"],
                                    args.per_class, args.seed)
     result = dict(run_dir=args.run_dir, judge_test_accuracy=accuracy, per_class=args.per_class,

@@ -1,34 +1,21 @@
-"""Shared fixtures of the model and training tests (test_networks, test_bagan_gp, test_train)."""
+"""What every test shares: the same seeding, quiet TensorFlow, and real tiny training runs."""
 
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
 
 @pytest.fixture(autouse=True)
-def quiet_seeded_keras(request, monkeypatch):
-    """Quiet TensorFlow's C++ logs and seed Python, NumPy and Keras before every model/training test.
+def seeded(monkeypatch):
+    """Every test starts from the same seed of Python, NumPy and Keras, with TensorFlow's C++ logs quiet."""
+    import keras
 
-    Only the tests that use Keras are seeded (importing Keras in every test would slow the
-    dataset tests down for nothing).
-    """
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
-    keras_modules = ("test_networks", "test_bagan_gp", "test_train", "test_models", "test_distribute")
-    if request.module.__name__.rsplit(".", 1)[-1] in keras_modules:
-        import keras
-
-        keras.utils.set_random_seed(1234)
-    yield
+    keras.utils.set_random_seed(1234)
 
 
 @pytest.fixture
@@ -46,11 +33,24 @@ def op_determinism():
             tf_config.disable_op_determinism()
 
 
-def train_tiny_run(path, epochs=1, steps=1, *flags):
-    """A real digits run folder at 32x32 in seconds (1 autoencoder epoch, `steps` GAN steps per epoch)."""
+def _train_run(path, epochs=1, steps=1, *flags):
     import bagan_train
     code = bagan_train.main(["--dataset", "digits", "--image-size", "32", "--batch-size", "16",
                              "--epochs", str(epochs), "--ae-epochs", "1", "--steps-per-epoch", str(steps),
                              "--out", str(path), "--verbose", "0", *flags])
     assert code == 0
     return path
+
+
+@pytest.fixture(scope="session")
+def train_run():
+    """train_run(path, epochs=1, steps=1, *flags): a real digits run folder at 32x32 in seconds
+    (batch 16, 1 autoencoder epoch, `steps` GAN steps per epoch), made by bagan_train.main."""
+    return _train_run
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory, train_run):
+    """The README's smoke run, made once and shared (tests that change a run folder copy it first):
+    BAGAN-GP v3 on digits, 1 autoencoder epoch, 2 GAN epochs of 2 steps."""
+    return train_run(tmp_path_factory.mktemp("smoke") / "digits-run", 2, 2)

@@ -4,6 +4,7 @@
     python tests/distributed_run.py cli FLAGS...         # bagan_train.main(FLAGS) on two logical CPUs
 
 Both split this machine's CPU into two logical devices first, so MirroredStrategy has two replicas.
+The repository must be on PYTHONPATH (test_distribute.py sets it).
 One strategy per process, as on the command line: strategies created one after another in one
 process share TensorFlow's collective instance keys, and their all-reduces then clash.
 """
@@ -12,7 +13,6 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -45,8 +45,7 @@ def train(model_class, strategy, data, initial_weights=None):
     """
     with strategy.scope():
         shape = data.x_train.shape[1:]
-        decoder = bagan_train.synchronize_batch_norm(build_decoder(shape, LATENT))
-        generator = build_generator(build_embedding(data.num_classes, LATENT), decoder)
+        generator = build_generator(build_embedding(data.num_classes, LATENT), build_decoder(shape, LATENT))
         model = model_class(generator, build_critic(shape, data.num_classes), data.num_classes, latent_dim=LATENT,
                             train_ratio=2, seed=11)
         if initial_weights is not None:

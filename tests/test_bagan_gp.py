@@ -11,9 +11,10 @@ import tensorflow as tf
 from keras import layers
 from scipy import stats
 
-import bagan_train
 from autoencoder import build_decoder, build_embedding, build_encoder
 from bagan_gp import BAGANGP, VARIANTS, build_critic, build_generator
+from bagan_train import TrainConfig
+from runs import Autoencoder
 from datasets import load_dataset, make_tf_dataset, to_model_range
 
 npy = keras.ops.convert_to_numpy
@@ -187,7 +188,7 @@ def test_balanced_labels_are_uniform_whatever_the_real_labels():
 def test_variant_v1_fakes_use_the_real_labels():
     assert VARIANTS["v1"]["balanced_labels"] is False and VARIANTS["v1"]["wrong_label_term"] is False
     assert VARIANTS["v2"]["balanced_labels"] and VARIANTS["v2"]["wrong_label_term"]
-    assert VARIANTS["v3"]["balanced_labels"] and VARIANTS["v3"]["supervised_autoencoder"]
+    assert VARIANTS["v3"]["balanced_labels"] and VARIANTS["v3"]["autoencoder"] == "supervised"
     model = small_gan(balanced_labels=False, wrong_label_term=False)
     real = np.random.default_rng(0).integers(0, 10, 500).astype("int32")
     np.testing.assert_array_equal(npy(model.fake_labels(T(real))), real)
@@ -226,7 +227,7 @@ def test_critic_loss_v1_terms_match_hand_computation():
     assert parts["d_real"] == pytest.approx(d_real, rel=1e-5)
     assert parts["d_fake"] == pytest.approx(d_fake, rel=1e-5)
     assert parts["d_wrong"] == 0.0
-    assert parts["gp"] == 0.0  # the penalty's gradient is added by train_step (test below)
+    assert "gp" not in parts  # gp_weight * GP is added by critic_step (test below)
     assert float(npy(total)) == pytest.approx(parts["d_real"] + parts["d_fake"] + parts["d_wrong"], rel=1e-6)
 
 
@@ -273,8 +274,8 @@ def test_critic_step_gradient_is_that_of_the_whole_eq_14():
     with tf.GradientTape() as tape:
         terms, _ = model.critic_loss(real, labels, fake, fake_labels)
     grads = tape.gradient(terms, weights)
-    penalty_grads, gp = model.penalty_gradients(grads, real, fake, labels, 1.0)
-    assert float(npy(gp)) > 0
+    penalty, gp, penalty_grads = model.penalty_term(grads, real, fake, labels)
+    assert float(npy(gp)) > 0 and float(npy(penalty)) == pytest.approx(10.0 * float(npy(gp)), rel=1e-6)
     assert sum(p is None for p in penalty_grads) == 1  # the logit's bias: the penalty does not reach it
     for w, e, g, p in zip(weights, expected, grads, penalty_grads):
         total = npy(g) + (0 if p is None else npy(p))
@@ -351,18 +352,17 @@ def digits32():
 
 
 def gan_config(variant, **overrides):
-    config = dict(bagan_train.PAPER_DEFAULTS, image_size=32, batch_size=8, latent_dim=32, train_ratio=2,
-                  variant=variant, critic_init="none", seed=5)
-    config.update(overrides)
-    return config
+    return TrainConfig.create(**dict(dict(image_size=32, batch_size=8, latent_dim=32, train_ratio=2, variant=variant,
+                                          seed=5), **overrides))
 
 
 def build_like_the_script(config, data):
     shape = data.x_train.shape[1:]
-    encoder = build_encoder(shape, config["latent_dim"])
-    embedding = build_embedding(data.num_classes, config["latent_dim"])
-    decoder = build_decoder(shape, config["latent_dim"])
-    return bagan_train.build_model(config, data, encoder, embedding, decoder)
+    pretrained = Autoencoder(build_encoder(shape, config.latent_dim), build_embedding(data.num_classes, config.latent_dim),
+                             build_decoder(shape, config.latent_dim), supervised=config.autoencoder == "supervised")
+    model = config.model_class.build(data, pretrained, **config.model_settings())
+    model.compile(d_optimizer=keras.optimizers.Adam(2e-4, 0.5, 0.9), g_optimizer=keras.optimizers.Adam(2e-4, 0.5, 0.9))
+    return model
 
 
 @pytest.mark.parametrize("variant", ["v1", "v2", "v3"])
@@ -371,7 +371,7 @@ def test_losses_are_finite_after_a_few_fit_steps(variant, digits32):
     model = build_like_the_script(config, digits32)
     assert model.balanced_labels == VARIANTS[variant]["balanced_labels"]
     assert model.wrong_label_term == VARIANTS[variant]["wrong_label_term"]
-    batches = make_tf_dataset(digits32.x_train, digits32.y_train, config["batch_size"], seed=0,
+    batches = make_tf_dataset(digits32.x_train, digits32.y_train, config.batch_size, seed=0,
                               drop_remainder=True, repeat=True)
     history = model.fit(batches, epochs=1, steps_per_epoch=3, shuffle=False, verbose=0).history
     assert sorted(history) == sorted(["d_loss", "g_loss", "gp", "d_real", "d_fake", "d_wrong"])
@@ -382,7 +382,7 @@ def test_losses_are_finite_after_a_few_fit_steps(variant, digits32):
         assert history["d_wrong"][0] == 0.0
     else:
         assert history["d_wrong"][0] > 0.0
-    assert int(npy(model.d_optimizer.iterations)) == 3 * config["train_ratio"]
+    assert int(npy(model.d_optimizer.iterations)) == 3 * config.train_ratio
     assert int(npy(model.g_optimizer.iterations)) == 3
 
 

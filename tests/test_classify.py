@@ -15,11 +15,9 @@ from sklearn.metrics import (accuracy_score, balanced_accuracy_score, precision_
                              recall_score, top_k_accuracy_score)
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-import classify  # noqa: E402
-from conftest import train_tiny_run  # noqa: E402
-from datasets import load_dataset, to_uint8  # noqa: E402
+import classify
+from datasets import load_dataset, to_uint8
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 
@@ -180,8 +178,8 @@ def test_real_reference_pool_holds_no_image_of_either_split():
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    return train_tiny_run(tmp_path_factory.mktemp("classify") / "digits-imbalanced-run", 1, 1, "--imbalanced")
+def tiny_run(tmp_path_factory, train_run):
+    return train_run(tmp_path_factory.mktemp("classify") / "digits-imbalanced-run", 1, 1, "--imbalanced")
 
 
 def test_generator_fills_exactly_the_minority_classes(tiny_run):

@@ -17,11 +17,10 @@ from PIL import Image
 from sklearn.model_selection import train_test_split
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-import datasets  # noqa: E402
-from datasets import DatasetError, load_dataset  # noqa: E402
-from _fixtures import (  # noqa: E402
+import datasets
+from datasets import DatasetError, load_dataset
+from _fixtures import (
     cifar_records, make_cells, make_fashion_like, make_image_folder, png_bytes,
     write_cifar_bin, write_cifar_py, write_idx,
 )

@@ -29,7 +29,8 @@ LOSSES = ("d_loss", "g_loss", "gp", "d_real", "d_fake", "d_wrong")
 
 def run(args, env=None, timeout=600):
     result = subprocess.run([sys.executable, *map(str, args)], cwd=REPO, capture_output=True, text=True,
-                            timeout=timeout, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {})))
+                            timeout=timeout,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO), **(env or {})))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 

@@ -15,10 +15,8 @@ import pytest
 import scipy.linalg
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-import fid  # noqa: E402
-from conftest import train_tiny_run  # noqa: E402
+import fid
 
 COMMON = ["--weights", "random", "--per-class", "8", "--real-per-class", "8", "--batch-size", "8"]
 
@@ -241,30 +239,26 @@ def test_corrupt_cache_file_is_recomputed(tiny_model, tmp_path):
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory):
-    return train_tiny_run(tmp_path_factory.mktemp("fid") / "digits-run")
-
-
-@pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("fid-cache")
 
 
-def test_generated_batches_do_not_depend_on_batch_size(tiny_run):
+def test_generated_batches_do_not_depend_on_batch_size(smoke_run):
     import keras
-    generator = keras.models.load_model(tiny_run / "generator.keras")
-    a = np.concatenate([np.asarray(b) for b in fid.generated_batches(generator, 3, 7, 3, seed=1)])
-    b = np.concatenate([np.asarray(b) for b in fid.generated_batches(generator, 3, 7, 7, seed=1)])
-    c = np.concatenate([np.asarray(b) for b in fid.generated_batches(generator, 4, 7, 7, seed=1)])
+    from runs import generated_batches
+    generator = keras.models.load_model(smoke_run / "generator.keras")
+    a = np.concatenate([np.asarray(b) for b in generated_batches(generator, 3, 7, 3, seed=1)])
+    b = np.concatenate([np.asarray(b) for b in generated_batches(generator, 3, 7, 7, seed=1)])
+    c = np.concatenate([np.asarray(b) for b in generated_batches(generator, 4, 7, 7, seed=1)])
     assert a.shape == (7, 32, 32, 1)
     np.testing.assert_allclose(a, b, atol=1e-6)
     assert not np.allclose(a, c)
 
 
-def test_cli_prints_a_row_per_run_and_a_column_per_class(tiny_run, cache_dir, tmp_path, capsys):
+def test_cli_prints_a_row_per_run_and_a_column_per_class(smoke_run, cache_dir, tmp_path, capsys):
     second = tmp_path / "second-run"
-    shutil.copytree(tiny_run, second)
-    assert fid.main([str(tiny_run), str(second), *COMMON, "--cache-dir", str(cache_dir)]) == 0
+    shutil.copytree(smoke_run, second)
+    assert fid.main([str(smoke_run), str(second), *COMMON, "--cache-dir", str(cache_dir)]) == 0
     out = capsys.readouterr().out
     header = next(line for line in out.splitlines() if line.startswith("FID"))
     assert [f"{c} (8 samples)" in header for c in range(10)] == [True] * 10
@@ -278,9 +272,9 @@ def test_cli_prints_a_row_per_run_and_a_column_per_class(tiny_run, cache_dir, tm
         assert all(len(row.split()) == 3 + 10 for row in rows)
 
 
-def test_cli_json_with_baselines(tiny_run, cache_dir):
+def test_cli_json_with_baselines(smoke_run, cache_dir):
     """A real subprocess: stdout is one JSON object, progress and warnings are on stderr."""
-    proc = subprocess.run([sys.executable, str(REPO / "fid.py"), str(tiny_run), *COMMON, "--baselines",
+    proc = subprocess.run([sys.executable, str(REPO / "fid.py"), str(smoke_run), *COMMON, "--baselines",
                            "--json", "--cache-dir", str(cache_dir)],
                           capture_output=True, text=True, cwd=REPO, timeout=600)
     assert proc.returncode == 0, proc.stderr
@@ -297,9 +291,9 @@ def test_cli_json_with_baselines(tiny_run, cache_dir):
     assert "[fid]" in proc.stderr and "singular" in proc.stderr
 
 
-def test_cli_features_classifier(tiny_run, tmp_path, monkeypatch, capsys):
+def test_cli_features_classifier(smoke_run, tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
-    shutil.copytree(tiny_run, run)
+    shutil.copytree(smoke_run, run)
     monkeypatch.setattr(fid, "CLASSIFIER_EPOCHS", 1)
     argv = [str(run), "--features", "classifier", "--per-class", "8", "--real-per-class", "8",
             "--cache-dir", str(tmp_path / "cache"), "--json"]
@@ -316,9 +310,9 @@ def test_cli_features_classifier(tiny_run, tmp_path, monkeypatch, capsys):
     assert again["rows"][0]["fid"] == result["rows"][0]["fid"]
 
 
-def test_missing_weights_stop_with_the_url(tiny_run, tmp_path):
+def test_missing_weights_stop_with_the_url(smoke_run, tmp_path):
     env = dict(os.environ, KERAS_HOME=str(tmp_path / "empty"))
-    proc = subprocess.run([sys.executable, str(REPO / "fid.py"), str(tiny_run)],
+    proc = subprocess.run([sys.executable, str(REPO / "fid.py"), str(smoke_run)],
                           capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
@@ -350,22 +344,22 @@ def test_weights_file_in_keras_home_is_loaded(tmp_path, monkeypatch):
     np.testing.assert_allclose(extractor(images), direct, rtol=1e-5, atol=1e-6)
 
 
-def test_unreadable_weights_file_exits_2(tiny_run, tmp_path, capsys):
+def test_unreadable_weights_file_exits_2(smoke_run, tmp_path, capsys):
     bad = tmp_path / "bad.h5"
     bad.write_bytes(b"not an HDF5 file")
-    assert fid.main([str(tiny_run), "--weights", str(bad), "--per-class", "2"]) == 2
+    assert fid.main([str(smoke_run), "--weights", str(bad), "--per-class", "2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: cannot load InceptionV3 weights from {bad}")
 
 
-def test_missing_weights_file_given(tiny_run, tmp_path, capsys):
-    assert fid.main([str(tiny_run), "--weights", str(tmp_path / "nope.h5")]) == 2
+def test_missing_weights_file_given(smoke_run, tmp_path, capsys):
+    assert fid.main([str(smoke_run), "--weights", str(tmp_path / "nope.h5")]) == 2
     err = capsys.readouterr().err
     assert "nope.h5 does not exist" in err and fid.INCEPTION_WEIGHTS_URL in err
 
 
 @pytest.mark.parametrize("remove", [None, "config.json", "generator.keras"])
-def test_bad_run_folder_exits_2(tiny_run, tmp_path, capsys, remove):
+def test_bad_run_folder_exits_2(smoke_run, tmp_path, capsys, remove):
     if remove is None:
         target = tmp_path / "missing"
     else:
@@ -373,7 +367,7 @@ def test_bad_run_folder_exits_2(tiny_run, tmp_path, capsys, remove):
         target.mkdir()
         for name in ("config.json", "generator.keras"):
             if name != remove:
-                shutil.copy(tiny_run / name, target / name)
+                shutil.copy(smoke_run / name, target / name)
     assert fid.main([str(target), "--weights", "random"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:")

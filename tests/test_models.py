@@ -18,12 +18,12 @@ import tensorflow as tf
 
 import bagan_train
 import fid
+import generate
 from autoencoder import build_decoder, build_embedding, build_encoder
-from bagan_gp import (ACGAN, BAGAN, BAGANGP, build_acgan_discriminator, build_bagan_discriminator,
+from bagan_gp import (ACGAN, BAGAN, BAGANGP, MODELS, CDRAGAN, build_acgan_discriminator, build_bagan_discriminator,
                       build_class_conditional_latent, build_critic, build_generator,
-                      class_conditional_statistics, wasserstein)
-from bagan_train import MODELS, autoencoder_kind
-from conftest import train_tiny_run
+                      class_conditional_statistics, registered, wasserstein)
+from bagan_train import TrainConfig
 
 npy = keras.ops.convert_to_numpy
 SHAPE = (32, 32, 1)
@@ -33,10 +33,10 @@ GAN_KEYS = {"d_loss", "g_loss", "d_real", "d_fake"}
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, train_run):
     """One tiny digits run folder per model: 2 epochs of 2 generator steps at 32x32."""
     root = tmp_path_factory.mktemp("models")
-    return {m: train_tiny_run(root / m, 2, 2, "--model", m) for m in OTHER_MODELS}
+    return {m: train_run(root / m, 2, 2, "--model", m) for m in OTHER_MODELS}
 
 
 def gan_rows(run):
@@ -49,7 +49,7 @@ def test_each_model_trains_with_finite_losses_and_a_complete_run_folder(model, r
     run = runs[model]
     config = json.loads((run / "config.json").read_text())
     assert config["model"] == model
-    assert config["train_ratio"] == MODELS[model]["train_ratio"]
+    assert config["train_ratio"] == MODELS[model].default_train_ratio
     rows = gan_rows(run)
     assert [r["epoch"] for r in rows] == ["1", "2"]
     for row in rows:
@@ -59,8 +59,14 @@ def test_each_model_trains_with_finite_losses_and_a_complete_run_folder(model, r
     for name in ("generator.keras", "critic.keras", "losses.png", "progress.gif", "samples/epoch_002.png",
                  "checkpoints/epoch_002.npz"):
         assert (run / name).is_file(), name
-    has_autoencoder = autoencoder_kind(config) is not None
+    has_autoencoder = config["autoencoder"] is not None
     assert (run / "encoder.keras").is_file() == has_autoencoder == (model == "bagan")
+    with open(run / "history.csv") as f:  # the header is the model's own loss parts
+        header = f.readline().strip().split(",")
+    assert header == ["phase", "epoch"] + (["loss", "val_loss"] if has_autoencoder else []) + [
+        p for p in ("d_loss", "g_loss", "gp", "d_real", "d_fake", "d_wrong", "d_class")
+        if p in {"bagan": GAN_KEYS, "cdragan": GAN_KEYS | {"gp", "d_wrong"}, "wgan_gp": GAN_KEYS | {"gp", "d_wrong"},
+                 "cgan": GAN_KEYS | {"d_wrong"}, "acgan": GAN_KEYS | {"d_class"}}[model]]
     generator = keras.models.load_model(run / "generator.keras")
     images = npy(generator([np.zeros((3, config["latent_dim"]), "float32"), np.array([0, 4, 9], "int32")]))
     assert images.shape == (3, 32, 32, 1) and np.abs(images).max() <= 1.0
@@ -69,7 +75,7 @@ def test_each_model_trains_with_finite_losses_and_a_complete_run_folder(model, r
 def test_model_specific_losses_are_logged(runs):
     assert all(float(r["gp"]) > 0 for r in gan_rows(runs["wgan_gp"]))
     assert all(float(r["gp"]) > 0 for r in gan_rows(runs["cdragan"]))
-    assert all(r.get("gp") in ("", None) or float(r["gp"]) == 0 for r in gan_rows(runs["cgan"]))
+    assert all("gp" not in r for r in gan_rows(runs["cgan"]))  # CGAN has no penalty to log
     assert all(float(r["d_class"]) > 0 for r in gan_rows(runs["acgan"]))
 
 
@@ -96,13 +102,13 @@ def test_fid_baselines_of_runs_without_autoencoder_fail_before_any_work(runs, ca
 
 def test_generate_writes_images_of_every_model(runs, tmp_path):
     out = tmp_path / "generated"
-    assert bagan_train.main(["--generate", str(runs["acgan"]), "--per-class", "2", "--to", str(out)]) == 0
+    assert generate.main([str(runs["acgan"]), "--per-class", "2", "--to", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == [str(c) for c in range(10)]
     assert all(len(list(d.iterdir())) == 2 for d in out.iterdir())
 
 
-def test_resume_of_a_model_without_autoencoder(runs, tmp_path):
-    run = train_tiny_run(tmp_path / "acgan", 1, 2, "--model", "acgan", "--alternate")
+def test_resume_of_a_model_without_autoencoder(runs, tmp_path, train_run):
+    run = train_run(tmp_path / "acgan", 1, 2, "--model", "acgan", "--alternate")
     assert bagan_train.main(["--resume", str(run), "--epochs", "3", "--verbose", "0"]) == 0
     assert [r["epoch"] for r in gan_rows(run)] == ["1", "2", "3"]
     assert not (run / "encoder.keras").exists()
@@ -278,9 +284,46 @@ def test_flags_that_do_not_apply_to_the_model_exit_2(flags, needle, tmp_path, ca
 
 
 def test_model_defaults_in_the_config():
-    config = bagan_train.build_config(bagan_train.parse_args(["--model", "acgan", "--alternate"]))
-    settings = (config["train_ratio"], config["gp_weight"], config["real_fraction"], config["variant"])
-    assert settings == (1, 0.0, 0.75, None)
-    config = bagan_train.build_config(bagan_train.parse_args(["--model", "wgan_gp", "--train-ratio", "3"]))
-    assert (config["train_ratio"], config["gp_weight"]) == (3, 10.0)
-    assert bagan_train.build_config(bagan_train.parse_args([]))["variant"] == "v3"
+    def from_flags(*argv):
+        args = bagan_train.parse_args(list(argv))
+        return TrainConfig.create(**{name: getattr(args, name) for name in TrainConfig.__dataclass_fields__})
+    config = from_flags("--model", "acgan", "--alternate")
+    assert (config.train_ratio, config.gp_weight, config.real_fraction, config.variant) == (1, 0.0, 0.75, None)
+    config = from_flags("--model", "wgan_gp", "--train-ratio", "3")
+    assert (config.train_ratio, config.gp_weight) == (3, 10.0)
+    assert from_flags().variant == "v3"
+    assert from_flags("--model", "acgan", "--real-fraction", "0.25").real_fraction == 0.25
+
+
+# ---------------------------------------------------------------- the registry
+
+
+def test_each_model_describes_itself():
+    assert list(MODELS) == ["bagan_gp", "bagan", "cdragan", "wgan_gp", "cgan", "acgan"]
+    assert {name: (m.default_train_ratio, m.uses_gradient_penalty) for name, m in MODELS.items()} == {
+        "bagan_gp": (5, True), "bagan": (1, False), "cdragan": (5, True), "wgan_gp": (5, True),
+        "cgan": (1, False), "acgan": (1, False)}
+    assert all(MODELS[name].model_name == name and MODELS[name].title for name in MODELS)
+
+
+def test_a_new_baseline_is_one_class(tmp_path, monkeypatch, train_run):
+    """A model written as one registered class trains from the command line into a full run folder."""
+    import bagan_gp
+    monkeypatch.setattr(bagan_gp, "MODELS", dict(MODELS))  # the registry as it was, after the test
+
+    @registered
+    class RealLabelsWithWrongTerm(CDRAGAN):
+        """cDRAGAN plus Eq. 14's wrong-label term, three critic steps: a made-up baseline."""
+
+        model_name = "test_baseline"
+        title = "test baseline"
+        default_train_ratio = 3
+        wrong_label_term = True
+
+    run = train_run(tmp_path / "run", 1, 2, "--model", "test_baseline")
+    config = json.loads((run / "config.json").read_text())
+    assert (config["model"], config["train_ratio"], config["autoencoder"]) == ("test_baseline", 3, None)
+    rows = gan_rows(run)
+    assert float(rows[0]["d_wrong"]) > 0 and float(rows[0]["gp"]) > 0
+    for name in ("generator.keras", "critic.keras", "losses.png", "progress.gif", "checkpoints/epoch_001.npz"):
+        assert (run / name).is_file(), name

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
-
-from conftest import train_tiny_run
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
@@ -96,8 +95,9 @@ def test_strip_outputs_empties_outputs_and_counts(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    return train_tiny_run(tmp_path_factory.mktemp("notebooks") / "digits-tiny", epochs=2, steps=2)
+def tiny_run(tmp_path_factory, smoke_run):
+    """A copy of the smoke run: latent_space.ipynb writes its feature classifier into the run folder."""
+    return Path(shutil.copytree(smoke_run, tmp_path_factory.mktemp("notebooks") / "digits-tiny"))
 
 
 @pytest.fixture(scope="module")
@@ -187,9 +187,9 @@ def test_latent_space_notebook(tiny_run, kernel_manager, kernel_env):
 
 
 @pytest.fixture(scope="module")
-def acgan_run(tmp_path_factory):
+def acgan_run(tmp_path_factory, train_run):
     """A run of a model without autoencoder (no encoder.keras, no reconstruction.png)."""
-    return train_tiny_run(tmp_path_factory.mktemp("notebooks") / "digits-acgan", 2, 2, "--model", "acgan")
+    return train_run(tmp_path_factory.mktemp("notebooks") / "digits-acgan", 2, 2, "--model", "acgan")
 
 
 def test_notebooks_on_a_model_without_autoencoder(acgan_run, kernel_manager, kernel_env, tmp_path):

@@ -152,6 +152,16 @@ def test_the_run_folder_is_a_bagan_train_run_of_the_arrays(fitted):
     assert (run_dir / "generator.keras").is_file()
 
 
+def test_training_settings_are_train_configs():
+    """Every training keyword of the sampler is a TrainConfig setting, passed under its own name."""
+    import inspect
+    from oversampler import TRAIN_SETTINGS
+    assert set(TRAIN_SETTINGS) <= set(bagan_train.TrainConfig.__dataclass_fields__)
+    assert set(TRAIN_SETTINGS) <= set(inspect.signature(BAGANGPOversampler).parameters)
+    config = BAGANGPOversampler(model="wgan_gp", train_ratio=3, random_state=5)._run_config()
+    assert (config.model, config.train_ratio, config.seed, config.dataset) == ("wgan_gp", 3, 5, "arrays")
+
+
 # ---------------------------------------------------------------------------------------------
 # save / load
 
@@ -280,7 +290,8 @@ BAD_INPUTS = [
     ("nan", {}, lambda X, y: (np.where(X > 250, np.nan, X / 255.0), y), "NaN"),
     ("unknown-range", {}, lambda X, y: (X * 10.0, y), "value_range"),
     ("outside-value-range", {"value_range": (0, 16)}, None, "outside value_range"),
-    ("bad-variant", {"variant": "v4"}, None, "bad training setting: argument --variant"),
+    ("bad-variant", {"variant": "v4"}, None, "bad training setting: variant must be one of v1, v2, v3, got 'v4'"),
+    ("variant-of-cgan", {"model": "cgan", "variant": "v2"}, None, "--variant does not apply to --model cgan"),
     ("bad-image-size", {"image_size": 48}, None, "image size 48 is not supported"),
     ("zero-epochs", {"epochs": 0}, None, "epochs must be at least 1"),
     ("batch-too-large", {"batch_size": 64}, None, "batch_size 64 is larger than the 58 images"),
@@ -290,10 +301,10 @@ BAD_INPUTS = [
 
 @pytest.fixture
 def no_training(monkeypatch):
-    """bagan_train.fit_run fails the test if it is called."""
-    def fit_run(*args, **kwargs):
-        raise AssertionError("fit_run was called")
-    monkeypatch.setattr(bagan_train, "fit_run", fit_run)
+    """bagan_train.train fails the test if it is called."""
+    def train(*args, **kwargs):
+        raise AssertionError("bagan_train.train was called")
+    monkeypatch.setattr(bagan_train, "train", train)
 
 
 @pytest.mark.parametrize("settings, corrupt, message", [case[1:] for case in BAD_INPUTS],

@@ -1,4 +1,5 @@
-"""The training script's command line, end to end on tiny runs (bagan_train.main)."""
+"""The training script end to end on tiny runs (bagan_train.main), its settings (TrainConfig) and
+generate.py."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
-import bagan_train
-from bagan_train import GRID_ROWS, main
-from datasets import load_dataset
+import generate
+from bagan_train import TrainConfig, main
+from callbacks import CAPTION_HEIGHT, GRID_ROWS, assemble_gif
+from datasets import load_dataset, to_uint8
+from runs import UsageError, save_png
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = [str(c) for c in range(10)]
@@ -43,22 +46,13 @@ def gan_rows(run):
 
 
 def grid_size(rows, cols):
-    """(width, height) of bagan_train.image_grid for rows x cols tiles of TILE pixels."""
+    """(width, height) of callbacks.image_grid for rows x cols tiles of TILE pixels."""
     return cols * (TILE + PAD) + PAD, rows * (TILE + PAD) + PAD
 
 
 def snapshot(folder):
     """Relative path -> bytes of every file under folder."""
     return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    """The smoke run of the README: 1 autoencoder epoch, 2 GAN epochs of 2 steps."""
-    run = tmp_path_factory.mktemp("smoke") / "run"
-    keras.utils.set_random_seed(0)
-    rc = main(SMOKE + ["--out", str(run)])
-    return rc, run
 
 
 @pytest.fixture(scope="module")
@@ -70,17 +64,19 @@ def digits32():
 
 
 def test_smoke_run_exits_zero_and_writes_config_and_history(smoke_run):
-    rc, run = smoke_run
-    assert rc == 0
+    run = smoke_run
     config = json.loads((run / "config.json").read_text())
     assert config["class_names"] == CLASSES
-    assert config["variant"] == "v3"
+    assert (config["model"], config["variant"], config["autoencoder"]) == ("bagan_gp", "v3", "supervised")
+    assert (config["real_fraction"], config["alternate"]) == (None, None)  # AC-GAN's options
     assert {"python", "tensorflow", "keras", "numpy"} <= set(config["versions"])
     assert config["versions"]["keras"] == keras.__version__
     assert (config["image_size"], config["batch_size"], config["epochs"], config["ae_epochs"]) == (32, 16, 2, 1)
     assert config["channels"] == 1
 
     rows = history(run)
+    with open(run / "history.csv") as f:  # the model's loss_parts, in its order
+        assert f.readline().strip() == "phase,epoch,loss,val_loss,d_loss,g_loss,gp,d_real,d_fake,d_wrong"
     ae = [r for r in rows if r["phase"] == "autoencoder"]
     assert [int(r["epoch"]) for r in ae] == [1]
     for r in ae:
@@ -95,8 +91,7 @@ def test_smoke_run_exits_zero_and_writes_config_and_history(smoke_run):
 
 
 def test_smoke_run_writes_pictures(smoke_run, digits32):
-    rc, run = smoke_run
-    assert rc == 0
+    run = smoke_run
     for name in ("losses.png", "reconstruction.png"):
         with Image.open(run / name) as im:
             assert im.format == "PNG"
@@ -126,12 +121,11 @@ def test_smoke_run_writes_pictures(smoke_run, digits32):
         frames = [np.asarray(frame.convert("L")) for frame in ImageSequence.Iterator(gif)]
     assert len(frames) == 2, "progress.gif should hold one frame per epoch"
     for frame, grid in zip(frames, grids):
-        np.testing.assert_array_equal(frame[bagan_train.CAPTION_HEIGHT:], grid)
+        np.testing.assert_array_equal(frame[CAPTION_HEIGHT:], grid)
 
 
 def test_smoke_run_writes_loadable_models_tensorboard_and_checkpoints(smoke_run):
-    rc, run = smoke_run
-    assert rc == 0
+    run = smoke_run
     models = {name: keras.models.load_model(run / f"{name}.keras") for name in MODELS}  # safe mode
     assert models["generator"].output_shape == (None, 32, 32, 1)
     assert models["critic"].output_shape == (None, 1)
@@ -154,14 +148,12 @@ def test_smoke_run_writes_loadable_models_tensorboard_and_checkpoints(smoke_run)
         np.testing.assert_array_equal(mine, theirs)
 
 
-# ---------------------------------------------------------------- --generate
+# ---------------------------------------------------------------- generate.py
 
 
 def test_generate_writes_pngs_in_class_folders(smoke_run, tmp_path):
-    rc, run = smoke_run
-    assert rc == 0
     out = tmp_path / "generated"
-    assert main(["--generate", str(run), "--per-class", "3", "--to", str(out)]) == 0
+    assert generate.main([str(smoke_run), "--per-class", "3", "--to", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == CLASSES
     for c in CLASSES:
         files = sorted((out / c).iterdir())
@@ -172,24 +164,32 @@ def test_generate_writes_pngs_in_class_folders(smoke_run, tmp_path):
 
 
 def test_generated_folder_of_five_per_class_loads_with_labels_by_folder(smoke_run, tmp_path):
-    """--generate output read back with datasets.load_dataset (class folder layout)."""
-    rc, run = smoke_run
-    assert rc == 0
+    """generate.py's output read back with datasets.load_dataset (class folder layout)."""
     out = tmp_path / "generated"
-    assert main(["--generate", str(run), "--per-class", "5", "--to", str(out)]) == 0
+    assert generate.main([str(smoke_run), "--per-class", "5", "--to", str(out), "--seed", "7"]) == 0
     data = load_dataset(str(out), image_size=32)
     assert data.class_names == CLASSES and data.channels == 1
     assert np.add(data.train_counts(), data.test_counts()).tolist() == [5] * 10
-    # The images of class folder c are the generator's images of class c.
-    generator = keras.models.load_model(run / "generator.keras")
-    # --generate draws z class after class from default_rng(--seed, default 42): the 4th draw is class 3's.
-    rng = np.random.default_rng(42)
-    for _ in range(4):
-        z = rng.standard_normal((5, 128)).astype("float32")
-    from datasets import to_uint8
+    # The images of class folder c are the generator's images of class c, noise from default_rng([seed, c]).
+    generator = keras.models.load_model(smoke_run / "generator.keras")
+    z = np.random.default_rng([7, 3]).standard_normal((5, 128)).astype("float32")
     expected = to_uint8(generator.predict_on_batch([z, np.full(5, 3, np.int32)]))
     on_disk = np.stack([np.asarray(Image.open(p))[..., None] for p in sorted((out / "3").iterdir())])
     np.testing.assert_array_equal(on_disk, expected)
+
+
+def test_generate_only_some_classes_and_bad_input(smoke_run, tmp_path, capsys):
+    out = tmp_path / "generated"
+    assert generate.main([str(smoke_run), "--per-class", "2", "--to", str(out), "--classes", "1", "7", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"folder": str(out), "per_class": {"1": 2, "7": 2}}
+    assert sorted(p.name for p in out.iterdir()) == ["1", "7"]
+    for argv, needle in (([str(smoke_run), "--classes", "11"], "no class '11'"),
+                         ([str(smoke_run), "--per-class", "0"], "--per-class"),
+                         ([str(tmp_path / "missing")], "does not exist")):
+        assert generate.main(argv + ["--to", str(tmp_path / "other")]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], lines
+    assert not (tmp_path / "other").exists()
 
 
 # ---------------------------------------------------------------- resume
@@ -275,8 +275,7 @@ def test_resume_of_a_folder_without_config_exits_2(tmp_path, capsys):
 
 
 def test_out_of_an_existing_run_exits_2_and_leaves_it_alone(smoke_run, capsys):
-    rc, run = smoke_run
-    assert rc == 0
+    run = smoke_run
     before = snapshot(run)
     assert main(SMOKE + ["--out", str(run)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
@@ -284,10 +283,12 @@ def test_out_of_an_existing_run_exits_2_and_leaves_it_alone(smoke_run, capsys):
     assert snapshot(run) == before
 
 
-@pytest.mark.parametrize("flags", [["--dataset", "no_such_dataset"], ["--image-size", "48"]],
-                         ids=["unknown-dataset", "image-size-48"])
+@pytest.mark.parametrize("flags", [["--dataset", "no_such_dataset"], ["--image-size", "48"],
+                                   ["--model", "cgan", "--variant", "v2"]],
+                         ids=["unknown-dataset", "image-size-48", "variant-of-cgan"])
 def test_bad_flags_on_the_real_command_line_print_one_line(flags, tmp_path):
-    """The same through `python bagan_train.py`: exit status 2 and a single line on stderr."""
+    """The same through `python bagan_train.py`: exit status 2 and a single line on stderr, also
+    for a check that needs the model registry, which loads TensorFlow."""
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, str(REPO / "bagan_train.py"), *flags, "--out", str(out)],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path,
@@ -318,10 +319,8 @@ def test_huge_learning_rate_stops_with_the_step_and_no_checkpoint(tmp_path, caps
 
 
 def _resume_with_edited_config(smoke_run, tmp_path, key, value):
-    rc, run = smoke_run
-    assert rc == 0
     copy = tmp_path / "run"
-    shutil.copytree(run, copy)
+    shutil.copytree(smoke_run, copy)
     config = json.loads((copy / "config.json").read_text())
     config[key] = value
     (copy / "config.json").write_text(json.dumps(config))
@@ -363,9 +362,68 @@ def test_gif_has_one_frame_per_epoch_even_when_two_epochs_look_alike(tmp_path):
     grid = np.zeros((2 * TILE, 3 * TILE, 1), np.uint8)
     grid[TILE:] = 200
     for epoch, image in ((1, grid), (2, grid), (3, 255 - grid)):
-        bagan_train.save_png(str(samples / f"epoch_{epoch:03d}.png"), image)
-    bagan_train.assemble_gif(str(samples), str(tmp_path / "progress.gif"))
+        save_png(samples / f"epoch_{epoch:03d}.png", image)
+    assemble_gif(samples, tmp_path / "progress.gif")
     with Image.open(tmp_path / "progress.gif") as gif:
         frames = [np.asarray(f.convert("L")) for f in ImageSequence.Iterator(gif)]
     assert len(frames) == 3
-    np.testing.assert_array_equal(frames[2][bagan_train.CAPTION_HEIGHT:], 255 - grid[..., 0])
+    np.testing.assert_array_equal(frames[2][CAPTION_HEIGHT:], 255 - grid[..., 0])
+
+
+# ---------------------------------------------------------------- TrainConfig
+
+
+@pytest.mark.parametrize("settings, expected", [
+    ({}, dict(image_size=32, batch_size=64, epochs=40, ae_epochs=30, learning_rate=2e-4, train_ratio=5)),
+    ({"imbalanced": True}, dict(image_size=32, batch_size=64, epochs=120, ae_epochs=30)),
+    ({"dataset": "fashion_mnist"}, dict(image_size=64, batch_size=128, epochs=15, ae_epochs=10, gp_weight=10.0)),
+    ({"dataset": "cifar10", "imbalanced": True}, dict(image_size=64, epochs=30, ae_epochs=10)),
+    ({"dataset": "cells"}, dict(image_size=64, batch_size=128, latent_dim=128, epochs=100, ae_epochs=30)),
+    ({"dataset": "fashion_mnist", "epochs": 3, "image_size": 32}, dict(image_size=32, epochs=3, ae_epochs=10)),
+    ({"model": "cgan"}, dict(train_ratio=1, gp_weight=0.0, variant=None, critic_init=None)),
+    ({"model": "bagan", "dataset": "cells"}, dict(train_ratio=1, gp_weight=0.0, epochs=100)),
+    ({"model": "wgan_gp", "train_ratio": 3}, dict(train_ratio=3, gp_weight=10.0)),
+    ({"variant": "v1"}, dict(variant="v1", critic_init="none", real_fraction=None)),
+], ids=["digits", "digits-imbalanced", "fashion", "cifar-imbalanced", "cells", "flags-win", "cgan", "bagan",
+        "wgan-ratio", "v1"])
+def test_defaults_come_from_the_paper_dataset_and_model_tables(settings, expected):
+    config = TrainConfig.create(**settings)
+    assert {key: getattr(config, key) for key in expected} == expected
+
+
+def test_the_autoencoder_follows_model_and_variant():
+    kinds = {(m, v): TrainConfig.create(model=m, variant=v).autoencoder
+             for m, v in [("bagan_gp", None), ("bagan_gp", "v1"), ("bagan_gp", "v2"), ("bagan", None),
+                          ("cdragan", None), ("acgan", None)]}
+    assert kinds == {("bagan_gp", None): "supervised", ("bagan_gp", "v1"): "unsupervised",
+                     ("bagan_gp", "v2"): "unsupervised", ("bagan", None): "unsupervised",
+                     ("cdragan", None): None, ("acgan", None): None}
+
+
+@pytest.mark.parametrize("settings, needle", [
+    (dict(model="no_such_model"), "unknown model 'no_such_model'"),
+    (dict(learning_rte=1e-3), "unknown training setting 'learning_rte'"),
+    (dict(precision="float16"), "precision must be one of float32, mixed_bfloat16"),
+    (dict(keep_checkpoints=0), "keep-checkpoints must be at least 1"),
+    (dict(model="cgan", gp_weight=5.0), "--gp-weight does not apply to --model cgan"),
+])
+def test_bad_settings_name_the_culprit(settings, needle):
+    with pytest.raises(UsageError, match=needle):
+        TrainConfig.create(**settings)
+
+
+def test_resume_refuses_a_setting_the_checkpoint_fixes(smoke_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run, run)
+    before = snapshot(run)
+    for flags, needle in ((["--batch-size", "8"], "--batch-size cannot change when resuming (the run has 16)"),
+                          (["--model", "cgan"], "--model cannot change"),
+                          (["--out", str(tmp_path / "elsewhere")], "--out does not apply to --resume")):
+        assert main(["--resume", str(run), "--verbose", "0", *flags]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], lines
+    assert snapshot(run) == before
+    # What the checkpoint does not hold may change, and a flag equal to the run's is no change.
+    config = TrainConfig.resume(run, epochs=5, learning_rate=1e-5, batch_size=16, dataset="digits")
+    assert (config.epochs, config.learning_rate, config.batch_size) == (5, 1e-5, 16)
+
