@@ -40,12 +40,18 @@ VARIANTS = {
     "v3": dict(balanced_labels=True, wrong_label_term=True, autoencoder="supervised"),
 }
 
-def build_generator(embedding, decoder):
-    """Generator (Fig. 4): (z, label) -> decoder(embedding(z, label)), trainable end to end."""
+def build_generator(embedding, decoder, latent=None):
+    """Generator (Fig. 4): (z, label) -> decoder(embedding(z, label)), trainable end to end.
+
+    With `latent` (a build_class_conditional_latent model, fixed) z first becomes the class's
+    latent mean_c + A_c z, like the encoder's latents of that class's training images, which is
+    what the pretrained embedding and decoder were trained on: decoder(embedding(latent(z, c), c)).
+    """
     latent_dim = embedding.input_shape[0][-1]
     z = keras.Input(shape=(latent_dim,), name="z")
     label = keras.Input(shape=(), dtype="int32", name="label")
-    return keras.Model([z, label], decoder(embedding([z, label])), name="generator")
+    code = z if latent is None else latent([z, label])
+    return keras.Model([z, label], decoder(embedding([code, label])), name="generator")
 
 
 def build_critic(image_shape, num_classes, encoder=None):
@@ -396,7 +402,7 @@ class BAGANGP(AdversarialModel):
     title = "BAGAN-GP"
     autoencoder = "supervised"
     critic_terms = ("d_real", "d_fake", "d_wrong")
-    options = {"variant": "v3", "critic_init": "none"}
+    options = {"variant": "v3", "critic_init": "none", "latent": "paper"}
     balanced_labels = True          # y_f uniform over the classes; False: the real batch's labels
     wrong_label_term = True         # Eq. (14)'s CE(D(x_r, y_wrong), fake)
     adversarial_loss = staticmethod(sigmoid_cross_entropy)
@@ -410,22 +416,38 @@ class BAGANGP(AdversarialModel):
                 setattr(self, name, value)
 
     @classmethod
+    def option_values(cls, **given):
+        values = super().option_values(**given)
+        if values.get("latent") == "class" and values["variant"] != "v3":
+            raise ValueError(f"--latent class needs the supervised autoencoder of v3, not {values['variant']}")
+        return values
+
+    @classmethod
     def initialised_by(cls, options):
         return VARIANTS[options["variant"]]["autoencoder"] if "variant" in options else cls.autoencoder
 
     @classmethod
     def build(cls, data, pretrained=None, *, latent_dim, train_ratio, gp_weight, seed, batch_size,
-              variant=None, critic_init="none"):
+              variant=None, critic_init="none", latent="paper"):
         """Generator = embedding + decoder (Fig. 4), from the autoencoder's where there is one (v3
         keeps its embedding, v1/v2 a fresh one); critic of Fig. 5, its convolutions from the encoder
-        with critic_init "encoder"."""
+        with critic_init "encoder".
+
+        latent "paper": the generator is fed z ~ N(0, I) as in Fig. 4. "class": z is first mapped
+        to its class's Gaussian of the encoder's latents of the training images (BAGAN's labeled
+        latent, fixed), in front of the trainable embedding (v3 only).
+        """
         shape, num_classes = data.x_train.shape[1:], data.num_classes
         decoder = pretrained.decoder if pretrained else build_decoder(shape, latent_dim)
         embedding = (pretrained.embedding if pretrained and pretrained.supervised
                      else build_embedding(num_classes, latent_dim))
         critic = build_critic(shape, num_classes, encoder=pretrained.encoder if critic_init == "encoder" else None)
+        class_latent = None
+        if latent == "class":
+            class_latent = build_class_conditional_latent(*class_conditional_statistics(
+                encode(pretrained.encoder, data.x_train, batch_size), data.y_train, num_classes))
         labels = VARIANTS[variant] if variant else {}
-        return cls(build_generator(embedding, decoder), critic, num_classes,
+        return cls(build_generator(embedding, decoder, class_latent), critic, num_classes,
                    balanced_labels=labels.get("balanced_labels"), wrong_label_term=labels.get("wrong_label_term"),
                    latent_dim=latent_dim, train_ratio=train_ratio, gp_weight=gp_weight, seed=seed)
 

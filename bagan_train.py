@@ -22,14 +22,15 @@ from datasets import MODEL_IMAGE_SIZES, DatasetError, add_dataset_arguments, che
 from runs import CONFIG_FILE, Autoencoder, Run, UsageError, new_run_dir  # noqa: E402
 
 
-def train(config, run_dir=None, data=None, strategy=None, verbose=1):
+def train(config, run_dir=None, data=None, strategy=None, verbose=1, callbacks=()):
     """The recipe: data -> autoencoder -> model -> fit -> save, into `run_dir` (a new folder, or the
     run folder that `config` continues from its last checkpoint). Returns a summary of the run.
 
     A NaN or infinite loss raises callbacks.NonFiniteLoss; the last good checkpoint stays.
     `data`: a datasets.Dataset to train on instead of loading config.dataset (the oversampler's).
     Under a tf.distribute `strategy` the networks live in its scope, Keras splits each global batch
-    between the replicas, and only the chief writes the run folder.
+    between the replicas, and only the chief writes the run folder. `callbacks`: more Keras
+    callbacks for the GAN phase (after the run's own).
     """
     import keras
     import tensorflow as tf
@@ -50,7 +51,8 @@ def train(config, run_dir=None, data=None, strategy=None, verbose=1):
     with strategy.scope():
         pretrained = pretrain_autoencoder(config, data, run, verbose)                # Sec. 3.2.2
         model = config.model_class.build(data, pretrained, **config.model_settings())  # Sec. 3.2
-        model.compile(d_optimizer=adam(config), g_optimizer=adam(config), jit_compile=config.xla)
+        model.compile(d_optimizer=adam(config, config.learning_rate), g_optimizer=adam(config, config.g_learning_rate),
+                      jit_compile=config.xla)
         first_epoch = run.load_checkpoint(model.training_state())
         steps = config.steps_per_epoch_for(data)
         print(f"[{config.label}] epochs {first_epoch + 1}..{config.epochs}, {steps} generator steps per "
@@ -58,7 +60,7 @@ def train(config, run_dir=None, data=None, strategy=None, verbose=1):
         batches = make_tf_dataset(data.x_train, data.y_train, config.batch_size, seed=config.seed,
                                   drop_remainder=True, repeat=True, first_epoch=first_epoch, steps_per_epoch=steps)
         model.fit(batches, epochs=config.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
-                  callbacks=gan_callbacks(config, data, run, steps), shuffle=False, verbose=verbose)
+                  callbacks=gan_callbacks(config, data, run, steps) + list(callbacks), shuffle=False, verbose=verbose)
     if run.writable:
         run.save_networks(model.generator, model.critic)
     return dict(run_dir=str(run.path), epochs=config.epochs, seconds=round(time.time() - started, 1),
@@ -114,9 +116,9 @@ def pretrain_autoencoder(config, data, run, verbose):
     return pretrained
 
 
-def adam(config):
+def adam(config, learning_rate):
     import keras
-    return keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
+    return keras.optimizers.Adam(learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
 
 
 def gan_callbacks(config, data, run, steps):
@@ -159,7 +161,7 @@ IMBALANCED_DEFAULTS = {  # a third of the images: three times the epochs, as man
 }
 # Then the model's own (bagan_gp.py): its default train ratio, no gp_weight without a penalty, and
 # the defaults of its options.
-RESUMABLE = ("epochs", "learning_rate", "keep_checkpoints", "jit_compile")
+RESUMABLE = ("epochs", "learning_rate", "g_learning_rate", "keep_checkpoints", "jit_compile")
 """What --resume may change; the checkpoint holds everything else."""
 
 
@@ -188,13 +190,18 @@ class TrainConfig:
                            choices=("v1", "v2", "v3"))
     critic_init: str = setting("bagan_gp only (default none): the critic's convolutions from the "
                                "pretrained encoder", choices=("none", "encoder"))
+    latent: str = setting("bagan_gp only (default paper): the generator's input. paper: z ~ N(0, I) into the "
+                          "embedding (Fig. 4); class: z mapped to its class's Gaussian of the encoder's latents "
+                          "first (v3)", choices=("paper", "class"))
     real_fraction: float = setting("acgan only: share of real images in a discriminator batch (default 0.5; "
                                    "paper 003: 0.25 for AC-GAN v1, 0.75 for v2)", type=float)
     alternate: bool = setting("acgan only (AC-GAN v3): 75%% real images, 50%% every third epoch",
                               action="store_true")
     batch_size: int = setting("paper: 128 (digits: 64)", type=int)
     latent_dim: int = setting("paper: 128", type=int)
-    learning_rate: float = setting("Adam's learning rate, paper: 2e-4", type=float)
+    learning_rate: float = setting("Adam's learning rate (the critic's, the autoencoder's), paper: 2e-4", type=float)
+    g_learning_rate: float = setting("the generator's learning rate (default: --learning-rate's, as in the paper)",
+                                     type=float)
     beta_1: float = setting("Adam's beta_1, paper: 0.5", type=float)
     beta_2: float = setting("Adam's beta_2, paper: 0.9", type=float)
     train_ratio: int = setting("critic steps per generator step (paper: 5; bagan, cgan, acgan: 1)", type=int)
@@ -240,6 +247,8 @@ class TrainConfig:
         for name, value in defaults.items():
             if name not in given:
                 setattr(config, name, value)
+        if config.g_learning_rate is None:
+            config.g_learning_rate = config.learning_rate
         config.validate()
         return config
 
@@ -249,6 +258,10 @@ class TrainConfig:
         change); another setting that differs is refused, naming its flag."""
         saved = Run.open(run_dir).config
         config = cls(**{f.name: saved[f.name] for f in dataclasses.fields(cls) if f.name in saved})
+        for name, value in config.model_class.option_values(**config.options).items():
+            setattr(config, name, value)  # options added since the run began: their defaults
+        if config.g_learning_rate is None:
+            config.g_learning_rate = config.learning_rate
         for name, value in changes.items():
             if value is None or value == getattr(config, name):
                 continue

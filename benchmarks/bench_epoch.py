@@ -108,7 +108,8 @@ def main(argv=None):
     untrained = Autoencoder(build_encoder(shape, config.latent_dim), build_embedding(data.num_classes, config.latent_dim),
                             build_decoder(shape, config.latent_dim), supervised=True)
     model = config.model_class.build(data, untrained, **config.model_settings())
-    model.compile(d_optimizer=bagan_train.adam(config), g_optimizer=bagan_train.adam(config), jit_compile=config.xla)
+    model.compile(d_optimizer=bagan_train.adam(config, config.learning_rate),
+                  g_optimizer=bagan_train.adam(config, config.g_learning_rate), jit_compile=config.xla)
     steps = config.steps_per_epoch_for(data)
     rss.mark("import TensorFlow, build the networks")
     with tempfile.TemporaryDirectory() as run_dir:
