@@ -161,10 +161,9 @@ def reconstruction_figure(path, autoencoder, data, per_class=6):
 
 def plot_losses(rows, path, title):
     """losses.png: autoencoder train/test MAE and the GAN's logged losses per epoch."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, (ax_ae, ax_gan) = plt.subplots(1, 2, figsize=(11, 4))
+    from matplotlib.figure import Figure  # no pyplot: a notebook's backend stays as it is
+    fig = Figure(figsize=(11, 4))
+    ax_ae, ax_gan = fig.subplots(1, 2)
     for phase, ax in (("autoencoder", ax_ae), ("gan", ax_gan)):
         phase_rows = [r for r in rows if r["phase"] == phase]
         for key in dict.fromkeys(k for r in phase_rows for k in r if k not in ("phase", "epoch")):
@@ -176,7 +175,6 @@ def plot_losses(rows, path, title):
             ax.legend()
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=80))
-    plt.close(fig)
 
 
 def assemble_gif(samples_dir, gif_path, duration=0.4):

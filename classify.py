@@ -578,14 +578,13 @@ def format_table(result) -> str:
 
 def plot_per_class_recall(result, path):
     """per_class_recall.png: classes on the x axis, one bar per training set (error bar: std)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: a notebook's backend stays as it is
     names = result["class_names"]
     rows = result["rows"]
     seeds = len(result["seeds"])
     width = 0.8 / len(rows)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(names) * (1 + 0.3 * len(rows))), 4))
+    fig = Figure(figsize=(max(6.0, 0.6 * len(names) * (1 + 0.3 * len(rows))), 4))
+    ax = fig.subplots()
     positions = np.arange(len(names))
     for i, row in enumerate(rows):
         mean = [np.nan if v is None else v for v in row["mean"]["per_class_recall"]]
@@ -602,7 +601,6 @@ def plot_per_class_recall(result, path):
     ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight"))
-    plt.close(fig)
 
 
 def default_out_dir(dataset):

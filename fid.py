@@ -1,4 +1,4 @@
-"""Per-class FID and KID of BAGAN-GP runs (the paper's Table 4).
+"""Per-class FID, KID, precision, recall, density, coverage and memorisation of runs (the paper's Table 4).
 
     python fid.py train_results/<run> [more runs] [--baselines] [--per-class 1000] [--json]
     python fid.py train_results/<run> --features classifier      # domains far from ImageNet
@@ -23,6 +23,16 @@ computed in float64 with tr sqrt(S1 S2) = sum sqrt(eig(sqrt(S1) S2 sqrt(S1))), t
 square root taken from an eigen-decomposition. The kernel inception distance (Binkowski et al.
 2018) is the unbiased MMD^2 with the kernel k(x, y) = (x.y / d + 1)^3.
 
+In the same feature space, per class: precision and recall (Kynkaanniemi et al. 2019) and density
+and coverage (Naeem et al. 2020) on k = 5 nearest-neighbour balls, against the test images; and
+memorisation against the class's training images: each generated image's distance to its nearest
+training image over a typical training image's distance to its nearest other one (the median,
+leave one out), reported as the share below 1 ("Memorised") and the median ("NN ratio"). The
+"Real samples (Train)" row is the training images themselves, so it must come out fully memorised
+(1.00, NN ratio 0.00), which checks the measure on every table. nearest_neighbours.png shows, for
+the three smallest classes, the generated images nearest to the training set beside their nearest
+training images.
+
 Real-image features are cached per dataset, split, class, feature extractor, image size and
 protocol (``~/.cache/bagan-gp/fid`` or ``--cache-dir``), so scoring many checkpoints against the
 same test set extracts the real features once.
@@ -38,7 +48,7 @@ import os
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -69,6 +79,11 @@ on the 2-core CPU 20 images per batch extract as fast as 50 and need 500 MB less
 (benchmarks/RESULTS.md)."""
 KID_SUBSETS = 10
 KID_SUBSET_SIZE = 1000
+NEIGHBOURS = 5
+"""k of the k-nearest-neighbour manifolds of precision, recall, density and coverage (both papers' k)."""
+NEIGHBOUR_PICTURE_CLASSES = 3
+NEIGHBOUR_PICTURE_IMAGES = 8
+NEIGHBOUR_PICTURE = "nearest_neighbours.png"
 
 GENERATED = "generated"
 RECONSTRUCTED = "Rec. samples (Autoencoder)"
@@ -165,6 +180,92 @@ def kernel_inception_distance(features1, features2, subsets=KID_SUBSETS, subset_
         _polynomial_mmd2(x[rng.choice(len(x), m, replace=False)], y[rng.choice(len(y), n, replace=False)])
         for _ in range(subsets)
     ]))
+
+
+def _distance_chunks(a, b, chunk=1024):
+    """(start, Euclidean distances of the rows a[start:start + chunk] to every row of b), in float64."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    b_squared = (b * b).sum(axis=1)
+    for start in range(0, len(a), chunk):
+        x = a[start:start + chunk]
+        squared = (x * x).sum(axis=1)[:, None] + b_squared[None, :] - 2.0 * x @ b.T
+        yield start, np.sqrt(np.maximum(squared, 0.0))
+
+
+def nearest_neighbours(a, b, leave_one_out=False):
+    """(distance, index) of every row of a's nearest row of b; with leave_one_out (a is b), of its
+    nearest other row."""
+    distances, indices = np.empty(len(a)), np.empty(len(a), np.int64)
+    for start, d in _distance_chunks(a, b):
+        if leave_one_out:
+            d[np.arange(len(d)), start + np.arange(len(d))] = np.inf
+        indices[start:start + len(d)] = d.argmin(axis=1)
+        distances[start:start + len(d)] = d[np.arange(len(d)), indices[start:start + len(d)]]
+    return distances, indices
+
+
+def knn_radii(x, k):
+    """Distance of every row of x to its k-th nearest other row (k at most len(x) - 1)."""
+    k = min(k, len(x) - 1)
+    out = np.empty(len(x))
+    for start, d in _distance_chunks(x, x):
+        d[np.arange(len(d)), start + np.arange(len(d))] = np.inf
+        out[start:start + len(d)] = np.partition(d, k - 1, axis=1)[:, k - 1]
+    return out
+
+
+def _inside(points, centres, radii):
+    """For every point, how many of the balls (centres, radii) hold it."""
+    counts = np.zeros(len(points), np.int64)
+    for start, d in _distance_chunks(points, centres):
+        counts[start:start + len(d)] = (d <= radii[None, :]).sum(axis=1)
+    return counts
+
+
+def precision_recall(real, fake, k=NEIGHBOURS):
+    """Improved precision and recall (Kynkaanniemi et al. 2019): the share of fake samples inside
+    the real manifold (the union of balls around every real sample reaching its k-th nearest real
+    neighbour), and the share of real samples inside the fake manifold. NaN for sets under 2."""
+    if min(len(real), len(fake)) < 2:
+        return math.nan, math.nan
+    precision = np.mean(_inside(fake, real, knn_radii(real, k)) > 0)
+    recall = np.mean(_inside(real, fake, knn_radii(fake, k)) > 0)
+    return float(precision), float(recall)
+
+
+def density_coverage(real, fake, k=NEIGHBOURS):
+    """Density and coverage (Naeem et al. 2020), on the real samples' k-nearest-neighbour balls:
+    density = how many real balls hold a fake sample, on average, over k (1 when the fakes are
+    distributed like the reals); coverage = the share of real balls that hold a fake sample."""
+    if min(len(real), len(fake)) < 2:
+        return math.nan, math.nan
+    k = min(k, len(real) - 1)
+    radii = knn_radii(real, k)
+    density = _inside(fake, real, radii).sum() / (k * len(fake))
+    coverage = np.mean(nearest_neighbours(real, fake)[0] <= radii)
+    return float(density), float(coverage)
+
+
+def copy_ratios(train, fake):
+    """For every fake sample, its distance to its nearest training sample over a typical training
+    sample's distance to its nearest other one (the median, leave one out), and that training
+    sample's index. NaN ratios under 2 training samples."""
+    if len(train) < 2:
+        return np.full(len(fake), np.nan), np.zeros(len(fake), np.int64)
+    typical = max(float(np.median(nearest_neighbours(train, train, leave_one_out=True)[0])), 1e-12)
+    distances, indices = nearest_neighbours(fake, train)
+    return distances / typical, indices
+
+
+def memorisation(train, fake):
+    """(memorised, median ratio) of copy_ratios: the share of fake samples nearer to a training
+    sample than a typical training sample is to its nearest neighbour (ratio below 1), and the
+    median ratio. Copies of training images give 1 and 0; new images drawn like the training images
+    give about 0.5 and 1. NaN under 2 training samples."""
+    ratio, _ = copy_ratios(train, fake)
+    if len(fake) == 0 or np.isnan(ratio).any():
+        return math.nan, math.nan
+    return float(np.mean(ratio < 1.0)), float(np.median(ratio))
 
 
 @dataclass
@@ -550,12 +651,78 @@ class Scoring:
         return FeatureSet(extract_features(batches, self.extractor, total, label))
 
 
-def _row(name, kind, reference, feature_sets, comparable, run=None):
-    return dict(name=name, type=kind, run_dir=str(run.path) if run else None,
-                counts=[len(f.features) for f in feature_sets],
-                fid=_nan_to_none([ref.fid(f) for ref, f in zip(reference, feature_sets)]),
-                kid=_nan_to_none([ref.kid(f) for ref, f in zip(reference, feature_sets)]),
-                comparable=comparable)
+MEASURES = {  # key: (table title, format, what it says)
+    "fid": ("FID", ".2f", "Frechet distance to the test images of the class (lower is better)"),
+    "kid": ("KID", ".4f", "kernel inception distance to them, unbiased (lower is better)"),
+    "precision": ("Precision", ".2f", f"share of the images inside the test images' {NEIGHBOURS}-NN manifold "
+                                      "(realism, higher is better)"),
+    "recall": ("Recall", ".2f", f"share of the test images inside the images' {NEIGHBOURS}-NN manifold "
+                                "(variety, higher is better)"),
+    "density": ("Density", ".2f", f"test-image {NEIGHBOURS}-NN balls holding an image, on average, over "
+                                  f"{NEIGHBOURS} (about 1 when distributed like the test images)"),
+    "coverage": ("Coverage", ".2f", f"share of the test images whose {NEIGHBOURS}-NN ball holds an image "
+                                    "(higher is better)"),
+    "memorised": ("Memorised", ".2f", "share of the images nearer to a training image of their class than a "
+                                      "typical training image is to its nearest neighbour (copies 1; new "
+                                      "images like the real ones about 0.5)"),
+    "copy_ratio": ("NN ratio", ".2f", "median of that distance over the typical one (copies 0; new images "
+                                      "like the real ones about 1)"),
+}
+
+
+def _row(name, kind, reference, train, feature_sets, comparable, run=None):
+    """One row: per class, the distances and manifold measures against the class's test images
+    (`reference`) and the memorisation measures against its training images (`train`)."""
+    pairs = {
+        ("precision", "recall"): [precision_recall(r.features, f.features) for r, f in zip(reference, feature_sets)],
+        ("density", "coverage"): [density_coverage(r.features, f.features) for r, f in zip(reference, feature_sets)],
+        ("memorised", "copy_ratio"): [memorisation(t.features, f.features) for t, f in zip(train, feature_sets)],
+    }
+    row = dict(name=name, type=kind, run_dir=str(run.path) if run else None,
+               counts=[len(f.features) for f in feature_sets],
+               fid=_nan_to_none([ref.fid(f) for ref, f in zip(reference, feature_sets)]),
+               kid=_nan_to_none([ref.kid(f) for ref, f in zip(reference, feature_sets)]),
+               comparable=comparable)
+    for (first, second), values in pairs.items():
+        row[first], row[second] = (_nan_to_none(list(column)) for column in zip(*values))
+    return row
+
+
+def smallest_classes(data, count=NEIGHBOUR_PICTURE_CLASSES):
+    """The `count` classes with the fewest training images, fewest first."""
+    return [int(c) for c in np.argsort(data.train_counts(), kind="stable")[:count]]
+
+
+def plot_nearest_neighbours(path, title, pairs):
+    """nearest_neighbours.png: per class, a row of generated images (the ones nearest to the
+    training set first) above a row of their nearest training images, each pair with its ratio.
+
+    pairs: [(class name, training count, generated uint8 (n, H, W, C), nearest training uint8, ratios)].
+    """
+    from matplotlib.figure import Figure  # no pyplot: a notebook's backend stays as it is
+    columns = max(len(p[2]) for p in pairs)
+    fig = Figure(figsize=(1.1 * columns + 1.4, 2.7 * len(pairs) + 0.8), layout="constrained")
+    fig.suptitle(f"{title}\nabove each pair: its distance over a typical training image's distance\n"
+                 "to its own nearest neighbour (0 = a copy, about 1 = a new image)", fontsize="medium")
+    for panel, (name, count, generated, nearest, ratios) in zip(fig.subfigures(len(pairs), 1, squeeze=False)[:, 0],
+                                                                pairs):
+        panel.suptitle(f"class {name} ({count} training images)", fontsize="medium", fontweight="bold")
+        axes = panel.subplots(2, columns, squeeze=False)
+        for col in range(columns):
+            for row, images in enumerate((generated, nearest)):
+                ax = axes[row, col]
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if col >= len(images):
+                    ax.axis("off")
+                    continue
+                image = images[col]
+                ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=255)
+                if row == 0:
+                    ax.set_title(f"{ratios[col]:.2f}", fontsize="small")
+        axes[0, 0].set_ylabel("generated", fontsize="small")
+        axes[1, 0].set_ylabel("nearest\ntraining", fontsize="small")
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=80))
 
 
 def _runs_and_dataset(args):
@@ -570,13 +737,6 @@ def _runs_and_dataset(args):
     if args.baselines and all(r.autoencoder is None for r in runs):
         raise UsageError("--baselines needs a bagan_gp or bagan run: the other models have no autoencoder")
     return runs, keys[0]
-
-
-def without_training_images(data):
-    """The dataset with an empty training split: scoring generators reads only the test images, and
-    freeing the others (172 MB for balanced Fashion-MNIST at 64x64) lowers fid.py's peak memory."""
-    return replace(data, x_train=np.empty((0, *data.x_train.shape[1:]), data.x_train.dtype),
-                   y_train=np.empty(0, data.y_train.dtype))
 
 
 def score(args) -> dict:
@@ -594,19 +754,24 @@ def score(args) -> dict:
         extractor = classifier_extractor(classifier_model_path(runs[0].path, data, key, key["seed"]))
     else:
         extractor = inception_extractor(weights, seed=args.seed)
-    if not args.baselines:
-        data = without_training_images(data)
-
     scoring = Scoring(data, key, extractor, Path(args.cache_dir or default_cache_dir()),
                       args.batch_size, args.real_per_class)
     classes, names, bs = range(data.num_classes), data.class_names, args.batch_size
     reference = [scoring.real("test", c) for c in classes]
-    rows = []
+    train = [scoring.real("train", c) for c in classes]
+    smallest = smallest_classes(data)
+    rows, pictures = [], {}
     for run in runs:
         generator = run.load_generator()
-        generated = [scoring.features(generated_batches(generator, c, args.per_class, bs, args.seed),
+        kept = {c: [] for c in smallest}
+        generated = [scoring.features(_keeping(generated_batches(generator, c, args.per_class, bs, args.seed),
+                                               kept.get(c)),
                                       args.per_class, f"{run.name} class {names[c]}") for c in classes]
-        rows.append(_row(run.name, GENERATED, reference, generated, extractor.comparable, run))
+        rows.append(_row(run.name, GENERATED, reference, train, generated, extractor.comparable, run))
+        path = Path(args.out) / f"nearest_neighbours-{run.name}.png" if args.out else run.file(NEIGHBOUR_PICTURE)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        neighbour_picture(path, run.name, data, scoring, train, generated, kept)
+        pictures[run.name] = str(path)
     if args.baselines:
         with_autoencoder = [run for run in runs if run.autoencoder is not None]
         for run in with_autoencoder:
@@ -616,9 +781,8 @@ def score(args) -> dict:
                                               len(train_images[c]), f"{run.name} reconstructions of class {names[c]}")
                              for c in classes]
             name = RECONSTRUCTED if len(with_autoencoder) == 1 else f"{RECONSTRUCTED} {run.name}"
-            rows.append(_row(name, "reconstructed", reference, reconstructed, extractor.comparable, run))
-        train = [scoring.real("train", c) for c in classes]
-        rows.append(_row(REAL_TRAIN, "real_train", reference, train, extractor.comparable))
+            rows.append(_row(name, "reconstructed", reference, train, reconstructed, extractor.comparable, run))
+        rows.append(_row(REAL_TRAIN, "real_train", reference, train, train, extractor.comparable))
 
     return dict(
         dataset=key["dataset"], data_dir=key["data_dir"], imbalanced=key["imbalanced"],
@@ -628,8 +792,33 @@ def score(args) -> dict:
         note=None if extractor.comparable else "not comparable: random feature weights, for tests and smoke runs only",
         generated_per_class=args.per_class, noise_seed=args.seed, reference="test",
         classes=[dict(name=n, reference_count=len(r.features)) for n, r in zip(names, reference)],
-        rows=rows, cached_real_sets=scoring.cache_hits, cache_dir=str(scoring.cache_dir),
+        train_counts=[len(t.features) for t in train], neighbours=NEIGHBOURS,
+        rows=rows, pictures=pictures, cached_real_sets=scoring.cache_hits, cache_dir=str(scoring.cache_dir),
     )
+
+
+def _keeping(batches, store):
+    """The batches, each also appended to `store` as uint8 images (None: kept nowhere)."""
+    from datasets import to_uint8
+    for batch in batches:
+        if store is not None:
+            store.append(to_uint8(batch))
+        yield batch
+
+
+def neighbour_picture(path, run_name, data, scoring, train, generated, kept):
+    """nearest_neighbours.png of one run: for each of the smallest classes, the generated images
+    nearest to the training set beside their nearest training images."""
+    pairs = []
+    for c, batches in kept.items():
+        images = np.concatenate(batches)
+        ratios, nearest = copy_ratios(train[c].features, generated[c].features)
+        order = np.argsort(ratios, kind="stable")[:NEIGHBOUR_PICTURE_IMAGES]
+        train_images = _first_per_class(data.x_train, data.y_train, c, scoring.real_per_class)
+        pairs.append((data.class_names[c], len(train_images), images[order], train_images[nearest[order]],
+                      ratios[order]))
+    plot_nearest_neighbours(path, f"{run_name}: generated images nearest to the training images",
+                            pairs)
 
 
 def _cell(value, fmt):
@@ -651,13 +840,18 @@ def format_table(result) -> str:
     ]
     if result["note"]:
         lines.append(f"NOTE: {result['note']}")
-    for metric, fmt in (("FID", ".2f"), ("KID", ".4f")):
-        table = [[metric, *header]] + [[n, *(_cell(v, fmt) for v in row[metric.lower()])]
+    for key, (metric, fmt, _) in MEASURES.items():
+        table = [[metric, *header]] + [[n, *(_cell(v, fmt) for v in row[key])]
                                        for n, row in zip(names, result["rows"])]
         widths = [max(len(r[i]) for r in table) for i in range(len(header) + 1)]
         lines.append("")
         for r in table:
             lines.append("  ".join([r[0].ljust(widths[0])] + [v.rjust(w) for v, w in zip(r[1:], widths[1:])]))
+    lines.append("")
+    lines += [f"{title}: {meaning}" for title, _, meaning in MEASURES.values()]
+    lines.append("The training images of each class, for Memorised and NN ratio: "
+                 + ", ".join(f"{c['name']}: {n}" for c, n in zip(result["classes"], result["train_counts"])))
+    lines += [f"Nearest training images of the smallest classes, {name}: {path}" for name, path in result["pictures"].items()]
     for row in result["rows"]:
         if row["type"] == "reconstructed":
             lines.append(f"{row['name']}: the run's autoencoder reconstructions of the training images of each class")
@@ -687,6 +881,8 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="images per batch")
     p.add_argument("--seed", type=int, default=0, help="seed of the generator noise (and of random weights)")
     p.add_argument("--cache-dir", help=f"real-feature cache (default {default_cache_dir()})")
+    p.add_argument("--out", metavar="FOLDER", help=f"where {NEIGHBOUR_PICTURE} goes, one per run "
+                                                   "(default: each run's folder)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     for flag in ("per_class", "real_per_class"):

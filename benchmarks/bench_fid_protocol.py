@@ -135,7 +135,8 @@ def original(args):
 
 
 def project(args):
-    """fid.py's path for one class of a run: the same pieces, in the same order, as fid.score."""
+    """fid.py's path for one class of a run: the same pieces, in the same order, as fid.score's FID
+    (fid.score also extracts the class's training images, once, for the memorisation measures)."""
     start = time.perf_counter()
     import numpy as np
     from pathlib import Path
@@ -150,8 +151,6 @@ def project(args):
     data = load_dataset(key["dataset"], data_dir=key["data_dir"], image_size=key["image_size"],
                         imbalanced=key["imbalanced"], seed=key["seed"])
     extractor = fid.inception_extractor(None, seed=score_args.seed)
-    if not args.keep_train_images:  # as fid.score does without --baselines
-        data = fid.without_training_images(data)
     scoring = fid.Scoring(data, key, extractor, Path(score_args.cache_dir), score_args.batch_size,
                           score_args.real_per_class)
     generator = scored[0].load_generator()
@@ -187,7 +186,7 @@ def worker(args, mode, extra=()):
     argv = [sys.executable, os.path.abspath(__file__), "--worker", mode, "--run", args.run,
             "--per-class", str(args.per_class), "--real-per-class", str(args.real_per_class),
             "--label", str(args.label), "--image-size", str(args.image_size),
-            "--batch-size", str(args.batch_size), *extra] + (["--keep-train-images"] if args.keep_train_images else [])
+            "--batch-size", str(args.batch_size), *extra]
     start = time.perf_counter()
     proc = subprocess.run(argv, stdout=subprocess.PIPE, text=True, cwd=REPO)
     if proc.returncode:
@@ -213,8 +212,6 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, help="fid.py's extraction batch (default: fid.DEFAULT_BATCH_SIZE)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--only", choices=["original", "project"], help="time one protocol only")
-    p.add_argument("--keep-train-images", action="store_true",
-                   help="project: keep the training split in memory (fid.py before it freed it)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--worker", choices=["make_run", "original", "project"], help=argparse.SUPPRESS)
     p.add_argument("--run", help=argparse.SUPPRESS)
@@ -252,7 +249,7 @@ def main(argv=None):
         dataset="fashion_mnist (balanced, test split)", image_size=args.image_size, label=args.label,
         generated_images=args.per_class, real_images=args.real_per_class, repeats=args.repeats,
         features="InceptionV3 avg pool, random weights", batch_size=args.batch_size,
-        train_images_kept=args.keep_train_images, load_average=os.getloadavg(),
+        load_average=os.getloadavg(),
     )
     for name, runs in (("original", originals), ("project", projects)):
         if runs:

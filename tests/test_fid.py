@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.linalg
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -235,6 +236,75 @@ def test_corrupt_cache_file_is_recomputed(tiny_model, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
+# Precision, recall, density, coverage and memorisation against cases with known answers
+
+
+def blob(n, seed, d=8, shift=0.0):
+    return np.random.default_rng(seed).standard_normal((n, d)) + shift
+
+
+def test_identical_sets_have_full_precision_recall_and_coverage():
+    x = blob(300, 0)
+    assert fid.precision_recall(x, x) == (1.0, 1.0)
+    density, coverage = fid.density_coverage(x, x)
+    assert coverage == 1.0 and density >= 1.0  # every point in its own ball, and in its neighbours'
+
+
+def test_disjoint_shifted_sets_score_near_zero():
+    real, fake = blob(300, 0), blob(300, 1, shift=20.0)
+    assert fid.precision_recall(real, fake) == (0.0, 0.0)
+    assert fid.density_coverage(real, fake) == (0.0, 0.0)
+
+
+def test_a_generator_covering_half_the_real_manifold_has_recall_near_one_half():
+    real = blob(2000, 0, d=2)
+    half = blob(4000, 1, d=2)
+    half = half[half[:, 0] > 0][:1000]
+    precision, recall = fid.precision_recall(real, half)
+    assert precision > 0.95
+    assert 0.45 < recall < 0.6  # a little over 0.5: the balls reach over the cut
+    same = blob(1000, 2, d=2)
+    assert fid.precision_recall(real, same)[1] > 0.95
+    density, coverage = fid.density_coverage(real, half)
+    assert 0.45 < coverage < 0.6 and density > 0.8
+
+
+def test_density_and_coverage_of_a_fresh_sample_are_near_one():
+    density, coverage = fid.density_coverage(blob(1000, 0), blob(1000, 1))
+    assert 0.85 < density < 1.15 and coverage > 0.9
+
+
+def test_copies_and_near_copies_are_memorised_fresh_draws_are_not():
+    train = blob(200, 0)
+    typical = np.median(fid.nearest_neighbours(train, train, leave_one_out=True)[0])
+    assert fid.memorisation(train, train) == (1.0, pytest.approx(0.0, abs=1e-6))
+    near = train[:100] + np.random.default_rng(1).standard_normal((100, 8)) * 0.02 * typical / np.sqrt(8)
+    memorised, ratio = fid.memorisation(train, near)
+    assert memorised == 1.0 and ratio < 0.1
+    memorised, ratio = fid.memorisation(train, blob(1000, 2))  # held-out draws of the same distribution
+    assert 0.3 < memorised < 0.7 and 0.8 < ratio < 1.25
+
+
+def test_classes_with_fewer_images_than_k():
+    real, fake = blob(3, 0), blob(3, 1)
+    assert all(np.isfinite(v) for v in fid.precision_recall(real, fake) + fid.density_coverage(real, fake))
+    np.testing.assert_allclose(fid.knn_radii(real, 5), fid.knn_radii(real, 2))  # k capped at n - 1
+    assert all(np.isnan(v) for v in fid.precision_recall(blob(1, 0), fake))
+    assert all(np.isnan(v) for v in fid.memorisation(blob(1, 0), fake))
+
+
+def test_nearest_neighbours_leave_one_out_and_chunks_agree_with_brute_force():
+    a, b = blob(2500, 0), blob(40, 1)
+    brute = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))
+    distances, indices = fid.nearest_neighbours(a, b)
+    np.testing.assert_allclose(distances, brute.min(1), rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(indices, brute.argmin(1))
+    self_brute = np.sqrt(((b[:, None, :] - b[None, :, :]) ** 2).sum(-1)) + np.diag(np.full(40, np.inf))
+    np.testing.assert_allclose(fid.nearest_neighbours(b, b, leave_one_out=True)[0], self_brute.min(1), atol=1e-9)
+    np.testing.assert_allclose(fid.knn_radii(b, 3), np.sort(self_brute, axis=1)[:, 2], atol=1e-9)
+
+
+# ---------------------------------------------------------------------------------------------
 # A tiny trained run and the command line
 
 
@@ -258,24 +328,28 @@ def test_generated_batches_do_not_depend_on_batch_size(smoke_run):
 def test_cli_prints_a_row_per_run_and_a_column_per_class(smoke_run, cache_dir, tmp_path, capsys):
     second = tmp_path / "second-run"
     shutil.copytree(smoke_run, second)
-    assert fid.main([str(smoke_run), str(second), *COMMON, "--cache-dir", str(cache_dir)]) == 0
+    pictures = tmp_path / "pictures"
+    assert fid.main([str(smoke_run), str(second), *COMMON, "--cache-dir", str(cache_dir), "--out", str(pictures)]) == 0
     out = capsys.readouterr().out
     header = next(line for line in out.splitlines() if line.startswith("FID"))
     assert [f"{c} (8 samples)" in header for c in range(10)] == [True] * 10
     assert "8 images per class" in out
     assert "not comparable" in out
-    for section in ("FID", "KID"):
+    for section in ("FID", "KID", "Precision", "Recall", "Density", "Coverage", "Memorised", "NN ratio"):
         lines = out.split(f"\n{section} ")[1].splitlines()
         rows = lines[1:3]
         assert rows[0].startswith("digits-run [not comparable]")
         assert rows[1].startswith("second-run [not comparable]")
         assert all(len(row.split()) == 3 + 10 for row in rows)
+    assert sorted(p.name for p in pictures.iterdir()) == ["nearest_neighbours-digits-run.png",
+                                                          "nearest_neighbours-second-run.png"]
+    assert not (second / fid.NEIGHBOUR_PICTURE).exists()
 
 
-def test_cli_json_with_baselines(smoke_run, cache_dir):
+def test_cli_json_with_baselines(smoke_run, cache_dir, tmp_path):
     """A real subprocess: stdout is one JSON object, progress and warnings are on stderr."""
     proc = subprocess.run([sys.executable, str(REPO / "fid.py"), str(smoke_run), *COMMON, "--baselines",
-                           "--json", "--cache-dir", str(cache_dir)],
+                           "--json", "--cache-dir", str(cache_dir), "--out", str(tmp_path)],
                           capture_output=True, text=True, cwd=REPO, timeout=600)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
@@ -288,6 +362,14 @@ def test_cli_json_with_baselines(smoke_run, cache_dir):
         assert row["counts"] == [8] * 10
         assert all(np.isfinite(row["fid"])) and all(v >= 0 for v in row["fid"])
         assert all(np.isfinite(row["kid"]))
+        for key in ("precision", "recall", "coverage", "memorised"):
+            assert all(0 <= v <= 1 for v in row[key]), (row["name"], key)
+        assert all(v >= 0 for key in ("density", "copy_ratio") for v in row[key])
+    real_train = result["rows"][-1]
+    assert real_train["memorised"] == [1.0] * 10 and max(real_train["copy_ratio"]) < 1e-3  # checks the measure
+    assert result["pictures"] == {"digits-run": str(tmp_path / "nearest_neighbours-digits-run.png")}
+    with Image.open(result["pictures"]["digits-run"]) as picture:
+        assert picture.format == "PNG" and picture.width > 300
     assert "[fid]" in proc.stderr and "singular" in proc.stderr
 
 
@@ -306,7 +388,7 @@ def test_cli_features_classifier(smoke_run, tmp_path, monkeypatch, capsys):
     assert fid.main(argv) == 0
     again = json.loads(capsys.readouterr().out)
     assert (run / fid.CLASSIFIER_FILE).stat().st_mtime_ns == stamp
-    assert again["cached_real_sets"] == 10
+    assert again["cached_real_sets"] == 20  # the test and the training images of 10 classes
     assert again["rows"][0]["fid"] == result["rows"][0]["fid"]
 
 

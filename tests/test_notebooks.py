@@ -172,7 +172,8 @@ def test_fid_report_notebook(tiny_run, kernel_manager, kernel_env):
     html = "".join(o.get("data", {}).get("text/html", "") for c in nb["cells"] for o in c.get("outputs", []))
     assert html.count("<tr") == 11  # header + 10 classes
     assert "minority classes: none" in out  # balanced digits
-    assert images(nb) == 1
+    assert f"{tiny_run.name}: memorised 0 " in out and str(tiny_run / "nearest_neighbours.png") in out
+    assert images(nb) == 2  # the bar chart, nearest_neighbours.png
 
 
 def test_latent_space_notebook(tiny_run, kernel_manager, kernel_env):
