@@ -19,7 +19,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from datasets import MODEL_IMAGE_SIZES, DatasetError, add_dataset_arguments, check_dataset_arguments  # noqa: E402
-from runs import CONFIG_FILE, Autoencoder, Run, UsageError, new_run_dir  # noqa: E402
+from runs import (CONFIG_FILE, EVAL_CLASSIFIER_FILE, Autoencoder, Run, UsageError, load_model,  # noqa: E402
+                  new_run_dir, save_json, save_model)
 
 
 def train(config, run_dir=None, data=None, strategy=None, verbose=1, callbacks=()):
@@ -45,6 +46,7 @@ def train(config, run_dir=None, data=None, strategy=None, verbose=1, callbacks=(
     replicas = strategy.num_replicas_in_sync
     print(f"run folder: {run.path}" + (f" ({replicas} replicas, {type(strategy).__name__})" if replicas > 1 else "")
           + ("" if run.writable else " (a worker: writes nothing)"), flush=True)
+    classifier = evaluation_classifier(config, data, run)  # before the seed below: the GAN's numbers stay the same
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy(config.precision)
     started = time.time()
@@ -60,7 +62,8 @@ def train(config, run_dir=None, data=None, strategy=None, verbose=1, callbacks=(
         batches = make_tf_dataset(data.x_train, data.y_train, config.batch_size, seed=config.seed,
                                   drop_remainder=True, repeat=True, first_epoch=first_epoch, steps_per_epoch=steps)
         model.fit(batches, epochs=config.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
-                  callbacks=gan_callbacks(config, data, run, steps) + list(callbacks), shuffle=False, verbose=verbose)
+                  callbacks=gan_callbacks(config, data, run, steps, classifier) + list(callbacks), shuffle=False,
+                  verbose=verbose)
     if run.writable:
         run.save_networks(model.generator, model.critic)
     return dict(run_dir=str(run.path), epochs=config.epochs, seconds=round(time.time() - started, 1),
@@ -121,12 +124,36 @@ def adam(config, learning_rate):
     return keras.optimizers.Adam(learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
 
 
-def gan_callbacks(config, data, run, steps):
+def evaluation_classifier(config, data, run):
+    """The classifier of the in-training evaluation (--eval-every): classify.py's CNN trained in
+    float32 on the run's training split (class-weighted), kept in the run folder; None when the run
+    does not evaluate (eval_every 0 or more than its epochs, or a worker that writes nothing)."""
+    import keras
+    from fid import train_feature_classifier
+    if not (run.writable and 0 < config.eval_every <= config.epochs):
+        return None
+    path = run.file(EVAL_CLASSIFIER_FILE)
+    if path.is_file():
+        return load_model(path)
+    started = time.time()
+    keras.mixed_precision.set_global_policy("float32")
+    classifier, accuracy = train_feature_classifier(data, seed=config.seed, epochs=EVAL_CLASSIFIER_EPOCHS)
+    save_model(classifier, path)
+    save_json(run.file(EVAL_CLASSIFIER_FILE.replace(".keras", ".json")),
+              dict(test_accuracy=accuracy, epochs=EVAL_CLASSIFIER_EPOCHS, seconds=round(time.time() - started, 1)))
+    print(f"[evaluation] classifier of the training split, every {config.eval_every} epochs: test accuracy "
+          f"{accuracy:.3f}, trained in {time.time() - started:.1f} s", flush=True)
+    return classifier
+
+
+def gan_callbacks(config, data, run, steps, classifier=None):
     """Phase 2's side effects; only the process that writes the run folder writes files."""
     import keras
-    from callbacks import (GRID_ROWS, Checkpoint, EpochSchedule, HistoryCSV, ProgressGIF, SampleGrid,
-                           StopOnNonFiniteLoss)
+    from callbacks import (GRID_ROWS, BestGenerator, Checkpoint, EpochSchedule, HistoryCSV, ProgressGIF,
+                           SampleGrid, StopOnNonFiniteLoss)
     callbacks = [EpochSchedule(), StopOnNonFiniteLoss(run, steps)]
+    if classifier is not None:
+        callbacks.append(BestGenerator(run, classifier, data, config.eval_every, config.seed))
     if run.writable:
         real_row = np.stack([data.x_train[data.y_train == c][0] for c in range(data.num_classes)])
         noise = np.random.default_rng(config.seed).standard_normal((GRID_ROWS, config.latent_dim))
@@ -148,20 +175,21 @@ def setting(help=None, default=None, **flag):
 
 
 # Defaults, from the most general to the most specific; a flag or keyword argument beats them all.
-PAPER_DEFAULTS = dict(  # Sec. 4 (epochs: the cell set's; the autoencoder's are ours)
+PAPER_DEFAULTS = dict(  # Sec. 4 (epochs: the cell set's; the autoencoder's and the evaluation's are ours)
     image_size=64, batch_size=128, latent_dim=128, learning_rate=2e-4, beta_1=0.5, beta_2=0.9,
-    gp_weight=10.0, epochs=100, ae_epochs=30)
+    gp_weight=10.0, epochs=100, ae_epochs=30, eval_every=10)
 DATASET_DEFAULTS = {  # Sec. 4: Fashion-MNIST 15 epochs, CIFAR-10 30; digits: ours, about 10 minutes
-    "digits": dict(image_size=32, batch_size=64, epochs=40),
-    "fashion_mnist": dict(epochs=15, ae_epochs=10),
-    "cifar10": dict(epochs=30, ae_epochs=10),
+    "digits": dict(image_size=32, batch_size=64, epochs=40, eval_every=5),
+    "fashion_mnist": dict(epochs=15, ae_epochs=10, eval_every=1),
+    "cifar10": dict(epochs=30, ae_epochs=10, eval_every=3),
 }
 IMBALANCED_DEFAULTS = {  # a third of the images: three times the epochs, as many generator steps
-    "digits": dict(epochs=120),
+    "digits": dict(epochs=120, eval_every=10),
 }
+EVAL_CLASSIFIER_EPOCHS = 5
 # Then the model's own (bagan_gp.py): its default train ratio, no gp_weight without a penalty, and
 # the defaults of its options.
-RESUMABLE = ("epochs", "learning_rate", "g_learning_rate", "keep_checkpoints", "jit_compile")
+RESUMABLE = ("epochs", "learning_rate", "g_learning_rate", "keep_checkpoints", "jit_compile", "eval_every")
 """What --resume may change; the checkpoint holds everything else."""
 
 
@@ -211,6 +239,9 @@ class TrainConfig:
                           "imbalanced 120)", type=int)
     ae_epochs: int = setting("autoencoder epochs (digits and cells 30, fashion_mnist and cifar10 10)", type=int)
     steps_per_epoch: int = setting("cap on generator steps per epoch (smoke runs)", type=int)
+    eval_every: int = setting("every N epochs, score the generator per class (KID and recognition by a classifier of "
+                              "the training split) and keep generator_best.keras by the worst class; 0: never "
+                              "(digits 5, imbalanced 10; fashion_mnist 1; cifar10 3; others 10)", type=int)
     precision: str = setting("Keras dtype policy; losses and the penalty's norm stay float32",
                              default="float32", choices=("float32", "mixed_bfloat16"))
     jit_compile: str = setting("XLA for the train step; auto = Keras' choice: on with a GPU, off on "
@@ -258,10 +289,11 @@ class TrainConfig:
         change); another setting that differs is refused, naming its flag."""
         saved = Run.open(run_dir).config
         config = cls(**{f.name: saved[f.name] for f in dataclasses.fields(cls) if f.name in saved})
-        for name, value in config.model_class.option_values(**config.options).items():
-            setattr(config, name, value)  # options added since the run began: their defaults
-        if config.g_learning_rate is None:
-            config.g_learning_rate = config.learning_rate
+        newer = cls.create(dataset=config.dataset, imbalanced=config.imbalanced, model=config.model,
+                           variant=config.variant, learning_rate=config.learning_rate)
+        for f in dataclasses.fields(cls):
+            if f.name not in saved:  # a setting added since the run began: the default it would get now
+                setattr(config, f.name, getattr(newer, f.name))
         for name, value in changes.items():
             if value is None or value == getattr(config, name):
                 continue
@@ -282,8 +314,9 @@ class TrainConfig:
         for name in ("batch_size", "latent_dim", "epochs", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{flag(name)[2:]} must be at least 1, got {getattr(self, name)}")
-        if self.ae_epochs < 0:
-            raise UsageError(f"ae-epochs must be at least 0, got {self.ae_epochs}")
+        for name in ("ae_epochs", "eval_every"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"{flag(name)[2:]} must be at least 0, got {getattr(self, name)}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise UsageError("steps-per-epoch must be at least 1")
         for f in dataclasses.fields(self):

@@ -1,19 +1,25 @@
 """Everything a training run does besides the equations, as Keras callbacks, and the pictures they draw.
 
 bagan_train.py gives them to `fit`: the autoencoder phase gets `HistoryCSV`; the GAN phase gets
-`EpochSchedule`, `StopOnNonFiniteLoss` and, in the process that writes the run folder, `HistoryCSV`,
-`SampleGrid`, `Checkpoint`, `ProgressGIF` and TensorBoard. They read and write the run folder
-through a runs.Run.
+`EpochSchedule`, `StopOnNonFiniteLoss` and, in the process that writes the run folder,
+`BestGenerator` (with --eval-every), `HistoryCSV`, `SampleGrid`, `Checkpoint`, `ProgressGIF` and
+TensorBoard. They read and write the run folder through a runs.Run. `BestGenerator` adds its scores
+to the epoch's logs, so the callbacks after it (history.csv, losses.png, TensorBoard) record them.
 """
 import math
 import os
+import time
 
 import keras
 import numpy as np
 
 from datasets import to_model_range, to_uint8
-from runs import CHECKPOINTS_DIR, atomic_write, save_png
+from runs import BEST_FILE, BEST_GENERATOR_FILE, CHECKPOINTS_DIR, atomic_write, save_json, save_model, save_png
 
+EVAL_PER_CLASS = 100
+"""Generated images per class at each in-training evaluation (fixed noise: the same images' change)."""
+EVAL_REAL_PER_CLASS = 500
+"""Training images per class the evaluation compares with (the first ones)."""
 GRID_ROWS = 8
 """Rows of generated images in a sample grid (fixed noise vectors), below the row of real ones."""
 GRID_PAD = 2
@@ -54,20 +60,64 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 
 
 class HistoryCSV(keras.callbacks.Callback):
-    """Appends one row per epoch (phase, epoch, the model's loss_parts) to history.csv and redraws losses.png."""
+    """Appends one row per epoch (phase, epoch, the model's loss_parts, then anything else logged,
+    and the epoch's wall time in seconds) to history.csv and redraws losses.png."""
 
     def __init__(self, run, phase, title):
         super().__init__()
         self.run = run
         self.phase = phase
         self.title = title
+        self.started = time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         keys = dict.fromkeys([*getattr(self.model, "loss_parts", ()), *logs])  # the model's order first
         rows = self.run.append_history(dict(phase=self.phase, epoch=epoch + 1,
-                                            **{k: float(logs[k]) for k in keys if k in logs}))
-        plot_losses(rows, self.run.file("losses.png"), self.title)
+                                            **{k: float(logs[k]) for k in keys if k in logs},
+                                            seconds=round(time.perf_counter() - self.started, 3)))
+        plot_losses(rows, self.run.file("losses.png"), self.title, self.run.config.get("train_counts"),
+                    self.run.best())
+
+
+class BestGenerator(keras.callbacks.Callback):
+    """Every `every` epochs, the generator's per-class KID against the class's training images and
+    the share of its images recognised as their class, both by `classifier` (trained on the run's
+    training split, fid.class_scores); logged as kid/<class>, recognised/<class>, kid_worst and
+    eval_seconds. When the worst class's KID is the lowest so far, the generator is kept as
+    generator_best.keras with best.json (its epoch and scores): a minority class cannot be traded
+    for the mean. A resumed run continues from its best.json."""
+
+    def __init__(self, run, classifier, data, every, seed):
+        super().__init__()
+        import keras as k
+        self.run, self.classifier, self.every, self.seed = run, classifier, every, seed
+        self.names = [str(name) for name in data.class_names]
+        features = k.Model(classifier.inputs, classifier.get_layer("features").output)
+        self.real = [features.predict(to_model_range(data.x_train[data.y_train == c][:EVAL_REAL_PER_CLASS]),
+                                      batch_size=256, verbose=0) for c in range(data.num_classes)]
+        best = run.best()
+        self.best = best["kid_worst"] if best else math.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        from fid import class_scores
+        if (epoch + 1) % self.every:
+            return
+        started = time.perf_counter()
+        kid, recognised = class_scores(self.model.generator, self.classifier, self.real, EVAL_PER_CLASS, self.seed)
+        worst = max(v for v in kid if not math.isnan(v))
+        scores = {**{f"kid/{n}": v for n, v in zip(self.names, kid)},
+                  **{f"recognised/{n}": v for n, v in zip(self.names, recognised)}, "kid_worst": worst}
+        if worst < self.best:
+            self.best = worst
+            save_model(self.model.generator, self.run.file(BEST_GENERATOR_FILE))
+            save_json(self.run.file(BEST_FILE), dict(epoch=epoch + 1, kid_worst=worst, kid=dict(zip(self.names, kid)),
+                                                     recognised=dict(zip(self.names, recognised))))
+        if logs is not None:
+            logs.update(scores, eval_seconds=time.perf_counter() - started)
 
 
 class SampleGrid(keras.callbacks.Callback):
@@ -159,20 +209,47 @@ def reconstruction_figure(path, autoencoder, data, per_class=6):
     save_png(path, image_grid(rows))
 
 
-def plot_losses(rows, path, title):
-    """losses.png: autoencoder train/test MAE and the GAN's logged losses per epoch."""
+def plot_losses(rows, path, title, train_counts=None, best=None):
+    """losses.png: autoencoder train/test MAE and the GAN's logged losses per epoch; with the
+    in-training evaluation, its per-class KID and recognition too, minority classes (under half the
+    largest class's training images) dashed and the best epoch marked."""
     from matplotlib.figure import Figure  # no pyplot: a notebook's backend stays as it is
-    fig = Figure(figsize=(11, 4))
-    ax_ae, ax_gan = fig.subplots(1, 2)
-    for phase, ax in (("autoencoder", ax_ae), ("gan", ax_gan)):
+    from matplotlib.ticker import MaxNLocator
+    evaluated = any(key.startswith("kid/") for r in rows for key in r)
+    fig = Figure(figsize=(11, 8 if evaluated else 4))
+    axes = fig.subplots(2 if evaluated else 1, 2, squeeze=False).ravel()
+    gan = [r for r in rows if r["phase"] == "gan"]
+    for phase, ax in (("autoencoder", axes[0]), ("gan", axes[1])):
         phase_rows = [r for r in rows if r["phase"] == phase]
         for key in dict.fromkeys(k for r in phase_rows for k in r if k not in ("phase", "epoch")):
+            if "/" in key or key in ("kid_worst", "eval_seconds", "seconds"):
+                continue
             points = [(int(r["epoch"]), float(r[key])) for r in phase_rows if key in r]
             ax.plot(*zip(*points), label={"loss": "train MAE", "val_loss": "test MAE"}.get(key, key))
         ax.set_title({"autoencoder": "autoencoder reconstruction", "gan": title}[phase])
-        ax.set_xlabel("epoch")
+    if evaluated:
+        names = list(dict.fromkeys(k[4:] for r in gan for k in r if k.startswith("kid/")))
+        counts = list(train_counts or [])
+        minority = {n for n, count in zip(names, counts) if count < 0.5 * max(counts)}
+        for ax, prefix, label in ((axes[2], "kid/", "KID to the class's training images (lower is better)"),
+                                  (axes[3], "recognised/", "share recognised as their class")):
+            for i, name in enumerate(names):
+                points = [(int(r["epoch"]), float(r[prefix + name])) for r in gan if prefix + name in r]
+                count = f" ({counts[i]})" if i < len(counts) else ""
+                ax.plot(*zip(*points), marker=".", linestyle="--" if name in minority else "-",
+                        label=f"{name}{count}{' minority' if name in minority else ''}")
+            if best:
+                ax.axvline(best["epoch"], color="gray", linewidth=0.8)
+                ax.annotate(f"best: epoch {best['epoch']}", (best["epoch"], 1.0), xycoords=("data", "axes fraction"),
+                            fontsize="small", va="top", ha="left")
+            ax.set_title(f"in-training evaluation: {label}", fontsize="medium")
+        axes[3].legend(fontsize="x-small", ncol=2, title="class (training images)", title_fontsize="x-small")
+    for ax in axes[:2]:
         if ax.lines:
-            ax.legend()
+            ax.legend(fontsize="small")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=80))
 

@@ -64,7 +64,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from datasets import DatasetError, add_dataset_arguments, check_dataset_arguments  # noqa: E402
-from runs import GENERATOR_FILE, RESULTS_DIR, Run, UsageError, atomic_write, generated_batches, save_json  # noqa: E402
+from runs import (GENERATORS, RESULTS_DIR, Run, UsageError, atomic_write, generated_batches,  # noqa: E402
+                  load_model, save_json)
 
 AFFINE = dict(rotation=0.05, translation=0.1, zoom=0.1)
 """Keras factors: rotation as a fraction of a full turn (0.05 = 18 degrees), shift and zoom as fractions of the size."""
@@ -368,6 +369,7 @@ class Row:
     kind: str  # "reference", "none", "affine" or "generator"
     run: Run | None = None
     generator: object = None
+    described: str | None = None  # which of the run's generators, as runs.Run.generator_choice says
     per_seed: list = field(default_factory=list)
     counts: list | None = None
 
@@ -385,7 +387,7 @@ def _rows_from_flags(values):
         if value in ("none", "affine"):
             row = Row(value, value)
         else:
-            run = Run.open(value, require=(GENERATOR_FILE,))
+            run = Run.open(value)
             row = Row(run.name, "generator", run)
         if row.name in names:
             row.name = value
@@ -449,7 +451,8 @@ def prepare(args):
         if list(row.run.config["class_names"]) != list(data.class_names):
             raise UsageError(f"{row.run.path} was trained on classes {row.run.config['class_names']}, "
                              f"but the dataset has {data.class_names}")
-        row.generator = row.run.load_generator()
+        path, row.described = row.run.generator_choice(args.generator)
+        row.generator = load_model(path)
         channels = row.generator.outputs[0].shape[-1]
         if channels != data.channels:
             raise UsageError(f"{row.run.path} generates {channels}-channel images, the dataset has {data.channels}")
@@ -507,7 +510,7 @@ def run_protocol(args, data, rows, pool, key, top_k) -> dict:
     for row in rows:
         mean, std = summarize(row.per_seed)
         result_rows.append(dict(
-            name=row.name, kind=row.kind, run_dir=str(row.run.path) if row.run else None,
+            name=row.name, kind=row.kind, run_dir=str(row.run.path) if row.run else None, generator=row.described,
             train_counts=row.counts, train_images=int(sum(row.counts)), mean=mean, std=std,
             per_seed=row.per_seed))
     reference = None
@@ -568,6 +571,7 @@ def format_table(result) -> str:
     for row in result["rows"]:
         table.append([row["name"], *(_cell(v, None, ".2f") for v in row["mean"]["per_class_recall"])])
     lines += _format_grid(table)
+    lines += [f"Generator of {row['name']}: {row['generator']}" for row in result["rows"] if row.get("generator")]
     if result["reference"]:
         ref = result["reference"]
         lines += ["", f"The '{REFERENCE}' row fills every class up with real images that the imbalance rule left out "
@@ -621,6 +625,9 @@ def parse_args(argv=None):
                                   image_size="the runs', else 32 for digits and 64 otherwise"))
     p.add_argument("--augment", action="append", metavar="none|affine|RUN_DIR",
                    help="a training set, one row each; may be repeated (default: none)")
+    p.add_argument("--generator", choices=GENERATORS,
+                   help="each run's best generator (generator_best.keras) or its last (default: best when a run "
+                        "has one, else last)")
     p.add_argument("--classifier", choices=sorted(CLASSIFIERS), default="cnn",
                    help="the CNN of paper 003 or the CNN-SVM of paper 004")
     p.add_argument("--seeds", type=int, default=3, help="train with seeds 0..N-1")

@@ -57,7 +57,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from datasets import add_dataset_arguments, check_dataset_arguments, keras_home  # noqa: E402
-from runs import GENERATOR_FILE, Run, UsageError, atomic_write, generated_batches, load_model  # noqa: E402
+from runs import GENERATORS, Run, UsageError, atomic_write, generated_batches, load_model  # noqa: E402
 
 INCEPTION_WEIGHTS_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
 INCEPTION_WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/"
@@ -498,6 +498,21 @@ def train_feature_classifier(data, seed=0, epochs=CLASSIFIER_EPOCHS, batch_size=
     return model, float(accuracy)
 
 
+def class_scores(generator, classifier, real_features, per_class, seed=0, batch_size=256):
+    """Per class c: the KID of `per_class` images G(z, c) (noise of runs.generated_batches) against
+    `real_features[c]`, and the share of them `classifier` assigns to c, both in the classifier's
+    'features' layer. The quick in-domain check of training (callbacks.BestGenerator)."""
+    import keras
+    model = keras.Model(classifier.inputs, [classifier.get_layer("features").output, classifier.outputs[0]])
+    kid, recognised = [], []
+    for c, real in enumerate(real_features):
+        images = np.concatenate([np.asarray(b) for b in generated_batches(generator, c, per_class, batch_size, seed)])
+        features, logits = model.predict(images, batch_size=batch_size, verbose=0)
+        kid.append(kernel_inception_distance(real, features) if len(real) > 1 else math.nan)
+        recognised.append(float(np.mean(np.argmax(logits, axis=1) == c)))
+    return kid, recognised
+
+
 def classifier_model_path(run_dir, data, dataset_key, seed=0):
     """`fid_classifier.keras` in run_dir, trained now unless one for the same dataset is there."""
     path, meta_path = Path(run_dir) / CLASSIFIER_FILE, Path(run_dir) / CLASSIFIER_META
@@ -595,8 +610,8 @@ def cached_real_features(images_uint8, key, extractor, cache_dir, batch_size=DEF
 
 
 def load_run(run_dir):
-    """A finished run folder (config.json and generator.keras)."""
-    return Run.open(run_dir, require=(GENERATOR_FILE,))
+    """A run folder (its generators are checked by Run.generator_choice)."""
+    return Run.open(run_dir)
 
 
 def dataset_key(run, args):
@@ -727,6 +742,8 @@ def plot_nearest_neighbours(path, title, pairs):
 
 def _runs_and_dataset(args):
     runs = [load_run(d) for d in args.run_dirs]
+    for run in runs:
+        run.generator_choice(args.generator)  # a missing best generator is refused before any work
     keys = [dataset_key(r, args) for r in runs]
     if any(k != keys[0] for k in keys[1:]):
         raise UsageError("the runs use different datasets, protocols, image sizes or split seeds "
@@ -762,12 +779,14 @@ def score(args) -> dict:
     smallest = smallest_classes(data)
     rows, pictures = [], {}
     for run in runs:
-        generator = run.load_generator()
+        path, described = run.generator_choice(args.generator)
+        generator = load_model(path)
         kept = {c: [] for c in smallest}
         generated = [scoring.features(_keeping(generated_batches(generator, c, args.per_class, bs, args.seed),
                                                kept.get(c)),
                                       args.per_class, f"{run.name} class {names[c]}") for c in classes]
-        rows.append(_row(run.name, GENERATED, reference, train, generated, extractor.comparable, run))
+        rows.append(dict(_row(run.name, GENERATED, reference, train, generated, extractor.comparable, run),
+                         generator=described))
         path = Path(args.out) / f"nearest_neighbours-{run.name}.png" if args.out else run.file(NEIGHBOUR_PICTURE)
         path.parent.mkdir(parents=True, exist_ok=True)
         neighbour_picture(path, run.name, data, scoring, train, generated, kept)
@@ -851,6 +870,7 @@ def format_table(result) -> str:
     lines += [f"{title}: {meaning}" for title, _, meaning in MEASURES.values()]
     lines.append("The training images of each class, for Memorised and NN ratio: "
                  + ", ".join(f"{c['name']}: {n}" for c, n in zip(result["classes"], result["train_counts"])))
+    lines += [f"Generator of {row['name']}: {row['generator']}" for row in result["rows"] if row.get("generator")]
     lines += [f"Nearest training images of the smallest classes, {name}: {path}" for name, path in result["pictures"].items()]
     for row in result["rows"]:
         if row["type"] == "reconstructed":
@@ -867,6 +887,9 @@ def parse_args(argv=None):
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders written by bagan_train.py")
     add_dataset_arguments(p, "the run's")
     p.add_argument("--split-seed", type=int, help="train/test split seed (default: the run's seed)")
+    p.add_argument("--generator", choices=GENERATORS,
+                   help="each run's best generator (generator_best.keras) or its last (default: best when a run "
+                        "has one, else last)")
     p.add_argument("--per-class", type=int, default=DEFAULT_PER_CLASS,
                    help=f"generated images per class (default {DEFAULT_PER_CLASS})")
     p.add_argument("--real-per-class", type=int, default=None,

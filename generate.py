@@ -2,11 +2,13 @@
 
     python generate.py train_results/<run> --per-class 500 --to generated/
     python generate.py train_results/<run> --per-class 50 --to generated/ --classes 1 3 --seed 7
+    python generate.py train_results/<run> --per-class 500 --to generated/ --generator last
 
 The folder it writes (<to>/<class name>/generated_NNNNN.png) is itself a dataset of class folders:
 `python bagan_train.py --dataset generated/` or `datasets.load_dataset("generated/")` read it. The
 noise of class c comes from NumPy's default_rng([seed, c]), as in fid.py and classify.py, so the same
-seed gives the same images.
+seed gives the same images. The generator is the run's best (generator_best.keras, kept by the
+in-training evaluation) when it has one, else the last; --generator chooses, and the output says.
 """
 import argparse
 import json
@@ -15,13 +17,16 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from runs import GENERATOR_FILE, Run, UsageError, generated_batches, save_png  # noqa: E402
+from runs import GENERATORS, Run, UsageError, generated_batches, load_model, save_png  # noqa: E402
 
 
-def generate(run, per_class, to, classes=None, seed=0):
-    """per_class images of each class (all, or the names in `classes`) into to/<class name>/."""
+def generate(run, per_class, to, classes=None, seed=0, which=None):
+    """per_class images of each class (all, or the names in `classes`) into to/<class name>/, by
+    the run's `which` generator ("best", "last", None: best when there is one)."""
     from datasets import to_uint8
-    generator = run.load_generator()
+    path, described = run.generator_choice(which)
+    print(f"generator: {described}", file=sys.stderr, flush=True)
+    generator = load_model(path)
     written = {}
     for c, name in enumerate(run.config["class_names"]):
         if classes and name not in classes:
@@ -35,12 +40,14 @@ def generate(run, per_class, to, classes=None, seed=0):
                 done += 1
         written[name] = done
         print(f"{name}: {done} images -> {folder}", file=sys.stderr, flush=True)
-    return written
+    return written, described
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Write per-class images of a run's generator as PNG class folders.")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder (with generator.keras)")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder")
+    p.add_argument("--generator", choices=GENERATORS,
+                   help="the best epoch's (generator_best.keras) or the last one (default: best when the run has one)")
     p.add_argument("--to", required=True, metavar="FOLDER", help="output folder; one subfolder per class")
     p.add_argument("--per-class", type=int, default=100, help="images per class (default 100)")
     p.add_argument("--classes", nargs="+", metavar="NAME", help="only these classes (default: all)")
@@ -54,17 +61,18 @@ def main(argv=None):
     try:
         if args.per_class < 1:
             raise UsageError("--per-class must be at least 1")
-        run = Run.open(args.run_dir, require=(GENERATOR_FILE,))
+        run = Run.open(args.run_dir)
+        run.generator_choice(args.generator)
         unknown = sorted(set(args.classes or ()) - set(map(str, run.config["class_names"])))
         if unknown:
             raise UsageError(f"no class {unknown[0]!r} in {run.path}: its classes are "
                              f"{', '.join(map(str, run.config['class_names']))}")
-        written = generate(run, args.per_class, args.to, args.classes, args.seed)
+        written, described = generate(run, args.per_class, args.to, args.classes, args.seed, args.generator)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(json.dumps(dict(folder=args.to, per_class=written)) if args.json
-          else f"{sum(written.values())} images in {len(written)} class folders: {args.to}")
+    print(json.dumps(dict(folder=args.to, per_class=written, generator=described)) if args.json
+          else f"{sum(written.values())} images in {len(written)} class folders: {args.to} ({described} generator)")
     return 0
 
 

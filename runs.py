@@ -5,6 +5,8 @@
         history.csv                  one row per epoch and phase (autoencoder, gan): the losses
         checkpoints/epoch_NNN.npz    the whole training state after an epoch (newest few kept)
         generator.keras critic.keras [encoder.keras embedding.keras decoder.keras]
+        generator_best.keras best.json eval_classifier.keras    with --eval-every: the best epoch's
+                                                                generator by the worst class's score
         losses.png reconstruction.png samples/epoch_NNN.png progress.gif tensorboard/
 
 bagan_train.py writes it; generate.py, fid.py, classify.py, the oversampler and the notebooks read
@@ -27,6 +29,10 @@ CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.csv"
 CHECKPOINTS_DIR = "checkpoints"
 GENERATOR_FILE = "generator.keras"
+BEST_GENERATOR_FILE = "generator_best.keras"
+BEST_FILE = "best.json"
+EVAL_CLASSIFIER_FILE = "eval_classifier.keras"
+GENERATORS = ("best", "last")
 AUTOENCODER_NETWORKS = ("encoder", "embedding", "decoder")
 GENERATE_BATCH = 256
 
@@ -250,8 +256,31 @@ class Run:
     def has_autoencoder_networks(self):
         return all(self.file(f"{name}.keras").is_file() for name in AUTOENCODER_NETWORKS)
 
-    def load_generator(self):
-        return load_model(self.file(GENERATOR_FILE))
+    def best(self):
+        """best.json (the best generator's epoch and per-class scores), or None."""
+        path = self.file(BEST_FILE)
+        return json.loads(path.read_text()) if path.is_file() and self.file(BEST_GENERATOR_FILE).is_file() else None
+
+    def generator_choice(self, which=None):
+        """(path, description) of the generator to use: "best" (generator_best.keras), "last"
+        (generator.keras) or None, the best when the run kept one, else the last."""
+        best = self.best()
+        which = which or ("best" if best else "last")
+        if which not in GENERATORS:
+            raise UsageError(f"generator must be best or last, got {which!r}")
+        if which == "best":
+            if best is None:
+                raise UsageError(f"{self.path} has no {BEST_GENERATOR_FILE}: it was trained without "
+                                 "in-training evaluation (--eval-every) or for fewer epochs; use last")
+            return self.file(BEST_GENERATOR_FILE), (f"best (epoch {best['epoch']} of {self.config.get('epochs')}, "
+                                                    f"worst-class KID {best['kid_worst']:.4f})")
+        if not self.file(GENERATOR_FILE).is_file():
+            raise UsageError(f"{self.path} has no {GENERATOR_FILE}: is it a finished run folder?")
+        return self.file(GENERATOR_FILE), f"last (epoch {self.config.get('epochs')})"
+
+    def load_generator(self, which=None):
+        """The generator of `generator_choice(which)`."""
+        return load_model(self.generator_choice(which)[0])
 
     def load_autoencoder(self):
         """The run's encoder, embedding and decoder; UsageError when it has none."""

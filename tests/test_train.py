@@ -76,7 +76,8 @@ def test_smoke_run_exits_zero_and_writes_config_and_history(smoke_run):
 
     rows = history(run)
     with open(run / "history.csv") as f:  # the model's loss_parts, in its order
-        assert f.readline().strip() == "phase,epoch,loss,val_loss,d_loss,g_loss,gp,d_real,d_fake,d_wrong"
+        assert f.readline().strip() == "phase,epoch,loss,val_loss,seconds,d_loss,g_loss,gp,d_real,d_fake,d_wrong"
+    assert all(float(r["seconds"]) > 0 for r in rows)
     ae = [r for r in rows if r["phase"] == "autoencoder"]
     assert [int(r["epoch"]) for r in ae] == [1]
     for r in ae:
@@ -181,7 +182,8 @@ def test_generated_folder_of_five_per_class_loads_with_labels_by_folder(smoke_ru
 def test_generate_only_some_classes_and_bad_input(smoke_run, tmp_path, capsys):
     out = tmp_path / "generated"
     assert generate.main([str(smoke_run), "--per-class", "2", "--to", str(out), "--classes", "1", "7", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"folder": str(out), "per_class": {"1": 2, "7": 2}}
+    assert json.loads(capsys.readouterr().out) == {"folder": str(out), "per_class": {"1": 2, "7": 2},
+                                                   "generator": "last (epoch 2)"}
     assert sorted(p.name for p in out.iterdir()) == ["1", "7"]
     for argv, needle in (([str(smoke_run), "--classes", "11"], "no class '11'"),
                          ([str(smoke_run), "--per-class", "0"], "--per-class"),

@@ -1,0 +1,110 @@
+"""In-training evaluation (--eval-every) and the best generator: what is logged, which epoch is kept,
+that it leaves the training numbers alone, and that the commands after training use it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+import bagan_train
+import fid
+import generate
+from runs import BEST_FILE, BEST_GENERATOR_FILE, EVAL_CLASSIFIER_FILE, Run, UsageError
+
+CLASSES = [str(c) for c in range(10)]
+LOSSES = ("d_loss", "g_loss", "gp", "d_real", "d_fake", "d_wrong")
+
+
+def gan_rows(run):
+    with open(run / "history.csv", newline="") as f:
+        return [r for r in csv.DictReader(f) if r["phase"] == "gan"]
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory, train_run):
+    """The same tiny run with the evaluation every epoch and without it (3 epochs of 2 steps)."""
+    root = tmp_path_factory.mktemp("best")
+    return (train_run(root / "evaluated", 3, 2, "--eval-every", "1"),
+            train_run(root / "plain", 3, 2, "--eval-every", "0"))
+
+
+def test_every_evaluation_is_logged_per_class(evaluated):
+    run, _ = evaluated
+    rows = gan_rows(run)
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    for row in rows:
+        kid = [float(row[f"kid/{c}"]) for c in CLASSES]
+        recognised = [float(row[f"recognised/{c}"]) for c in CLASSES]
+        assert all(math.isfinite(v) for v in kid) and all(0 <= v <= 1 for v in recognised)
+        assert float(row["kid_worst"]) == pytest.approx(max(kid))
+        assert float(row["eval_seconds"]) > 0
+    with Image.open(run / "losses.png") as picture:  # two more panels: KID and recognition per class
+        assert picture.height > 500
+    events = b"".join(p.read_bytes() for p in (run / "tensorboard").rglob("events.out.tfevents.*"))
+    assert b"kid_worst" in events and b"recognised/9" in events
+
+
+def test_the_best_generator_is_the_epoch_of_the_lowest_worst_class_kid(evaluated):
+    run, _ = evaluated
+    rows = gan_rows(run)
+    worst = [float(r["kid_worst"]) for r in rows]
+    best = json.loads((run / BEST_FILE).read_text())
+    assert best["epoch"] == int(np.argmin(worst)) + 1
+    assert best["kid_worst"] == pytest.approx(min(worst))
+    assert best["kid"] == pytest.approx({c: float(rows[best["epoch"] - 1][f"kid/{c}"]) for c in CLASSES})
+    assert (run / EVAL_CLASSIFIER_FILE).is_file()
+    best_generator = keras.models.load_model(run / BEST_GENERATOR_FILE)  # safe mode
+    z = np.random.default_rng(0).standard_normal((4, 128)).astype("float32")
+    assert best_generator([z, np.arange(4, dtype="int32")]).shape == (4, 32, 32, 1)
+
+
+def test_the_evaluation_leaves_the_training_numbers_alone(evaluated):
+    """The classifier is trained before the run's seed is set and the evaluation draws from NumPy,
+    so the GAN's losses are those of the run without evaluation."""
+    run, plain = evaluated
+    assert not (plain / BEST_FILE).exists() and not (plain / EVAL_CLASSIFIER_FILE).exists()
+    for a, b in zip(gan_rows(run), gan_rows(plain)):
+        for key in LOSSES:
+            assert float(a[key]) == float(b[key]), key
+    assert "kid_worst" not in gan_rows(plain)[0]
+
+
+def test_commands_use_the_best_generator_and_say_so(evaluated, tmp_path, capsys):
+    run, plain = evaluated
+    best = json.loads((run / BEST_FILE).read_text())
+    assert generate.main([str(run), "--per-class", "1", "--to", str(tmp_path / "a"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["generator"].startswith(f"best (epoch {best['epoch']} of 3")
+    assert generate.main([str(run), "--per-class", "1", "--to", str(tmp_path / "b"), "--json",
+                          "--generator", "last"]) == 0
+    assert json.loads(capsys.readouterr().out)["generator"] == "last (epoch 3)"
+    assert Run.open(plain).generator_choice()[1] == "last (epoch 3)"
+    with pytest.raises(UsageError, match="has no generator_best.keras"):
+        Run.open(plain).generator_choice("best")
+    assert generate.main([str(plain), "--to", str(tmp_path / "c"), "--generator", "best"]) == 2
+    assert "has no generator_best.keras" in capsys.readouterr().err
+    args = fid.parse_args([str(run), "--weights", "random", "--per-class", "4", "--real-per-class", "4",
+                           "--out", str(tmp_path / "pictures"), "--cache-dir", str(tmp_path / "cache")])
+    with pytest.warns(fid.SingularCovarianceWarning):
+        result = fid.score(args)
+    assert result["rows"][0]["generator"].startswith("best (epoch")
+    assert "Generator of evaluated: best (epoch" in fid.format_table(result)
+
+
+def test_resume_keeps_the_classifier_and_the_best_so_far(evaluated, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(evaluated[0], run)
+    classifier = (run / EVAL_CLASSIFIER_FILE).stat().st_mtime_ns
+    before = json.loads((run / BEST_FILE).read_text())
+    assert bagan_train.main(["--resume", str(run), "--epochs", "4", "--verbose", "0"]) == 0
+    assert (run / EVAL_CLASSIFIER_FILE).stat().st_mtime_ns == classifier
+    worst = [float(r["kid_worst"]) for r in gan_rows(run)]
+    after = json.loads((run / BEST_FILE).read_text())
+    assert after["kid_worst"] == pytest.approx(min(worst)) and after["epoch"] == int(np.argmin(worst)) + 1
+    assert (after == before) == (worst[3] >= before["kid_worst"])
