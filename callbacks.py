@@ -231,7 +231,7 @@ def plot_losses(rows, path, title, train_counts=None, best=None):
         names = list(dict.fromkeys(k[4:] for r in gan for k in r if k.startswith("kid/")))
         counts = list(train_counts or [])
         minority = {n for n, count in zip(names, counts) if count < 0.5 * max(counts)}
-        for ax, prefix, label in ((axes[2], "kid/", "KID to the class's training images (lower is better)"),
+        for ax, prefix, label in ((axes[2], "kid/", "KID to the class's training images (lower: better)"),
                                   (axes[3], "recognised/", "share recognised as their class")):
             for i, name in enumerate(names):
                 points = [(int(r["epoch"]), float(r[prefix + name])) for r in gan if prefix + name in r]
@@ -241,8 +241,8 @@ def plot_losses(rows, path, title, train_counts=None, best=None):
             if best:
                 ax.axvline(best["epoch"], color="gray", linewidth=0.8)
                 ax.annotate(f"best: epoch {best['epoch']}", (best["epoch"], 1.0), xycoords=("data", "axes fraction"),
-                            fontsize="small", va="top", ha="left")
-            ax.set_title(f"in-training evaluation: {label}", fontsize="medium")
+                            xytext=(-3, -3), textcoords="offset points", fontsize="small", va="top", ha="right")
+            ax.set_title(f"evaluation: {label}", fontsize="medium")
         axes[3].legend(fontsize="x-small", ncol=2, title="class (training images)", title_fontsize="x-small")
     for ax in axes[:2]:
         if ax.lines:

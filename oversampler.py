@@ -35,8 +35,8 @@ from runs import CONFIG_FILE, GENERATOR_FILE, Run, UsageError, generated_batches
 DATASET_NAME = "arrays"
 """config['dataset'] of the runs the oversampler trains (bagan_train's folder defaults apply)."""
 TRAIN_SETTINGS = ("model", "epochs", "ae_epochs", "image_size", "batch_size", "latent_dim", "learning_rate",
-                  "beta_1", "beta_2", "train_ratio", "gp_weight", "steps_per_epoch", "variant",
-                  "critic_init", "precision", "jit_compile")
+                  "g_learning_rate", "beta_1", "beta_2", "train_ratio", "gp_weight", "steps_per_epoch", "variant",
+                  "critic_init", "latent", "eval_every", "precision", "jit_compile")
 """Constructor settings that are bagan_train.TrainConfig's; None leaves its default."""
 SAVED_FILE = "oversampler.json"
 SAVE_FORMAT = 1
@@ -220,19 +220,20 @@ class BAGANGPOversampler(BaseOverSampler):
     'minority', 'not minority', 'all', a dict of target counts, a callable y -> dict, a float for
     two classes). `random_state` (int) seeds training and the generator's noise: the same fitted
     sampler and random_state give identical images. Training settings (`model`, `epochs`,
-    `image_size`, `variant`, ...) are bagan_train's flags (`model="wgan_gp"` trains a baseline);
-    None keeps its default for a folder dataset (the
-    paper's 64x64, batch 128, 100 epochs). `run_dir` keeps the run folder (losses, sample grids);
-    by default a temporary one is removed after fitting. `fit_resample` trains, as in
-    imbalanced-learn; `resample` rebalances with the already fitted generator. Like bagan_train,
-    fitting seeds Python's, NumPy's and Keras' global generators (fit_run does).
+    `image_size`, `variant`, ...) are bagan_train.TrainConfig's (`model="wgan_gp"` trains a
+    baseline); None keeps its default for a folder dataset (the paper's 64x64, batch 128, 100
+    epochs, an in-training evaluation every 10). `generator`: the run's "best" generator (kept by
+    that evaluation) or its "last"; None: the best when the run kept one. `run_dir` keeps the run
+    folder (losses, sample grids); by default a temporary one is removed after fitting.
+    `fit_resample` trains, as in imbalanced-learn; `resample` rebalances with the already fitted
+    generator. Like bagan_train, fitting seeds Python's, NumPy's and Keras' global generators.
     """
 
     def __init__(self, sampling_strategy="auto", random_state=None, *, model=None, epochs=None, ae_epochs=None,
-                 image_size=None, batch_size=None, latent_dim=None, learning_rate=None, beta_1=None,
-                 beta_2=None, train_ratio=None, gp_weight=None, steps_per_epoch=None, variant=None,
-                 critic_init=None, precision=None, jit_compile=None, image_shape=None, value_range=None,
-                 run_dir=None, verbose=1):
+                 image_size=None, batch_size=None, latent_dim=None, learning_rate=None, g_learning_rate=None,
+                 beta_1=None, beta_2=None, train_ratio=None, gp_weight=None, steps_per_epoch=None, variant=None,
+                 critic_init=None, latent=None, eval_every=None, precision=None, jit_compile=None,
+                 generator=None, image_shape=None, value_range=None, run_dir=None, verbose=1):
         super().__init__(sampling_strategy=sampling_strategy)
         self.random_state = random_state
         self.model = model
@@ -242,6 +243,7 @@ class BAGANGPOversampler(BaseOverSampler):
         self.batch_size = batch_size
         self.latent_dim = latent_dim
         self.learning_rate = learning_rate
+        self.g_learning_rate = g_learning_rate
         self.beta_1 = beta_1
         self.beta_2 = beta_2
         self.train_ratio = train_ratio
@@ -249,8 +251,11 @@ class BAGANGPOversampler(BaseOverSampler):
         self.steps_per_epoch = steps_per_epoch
         self.variant = variant
         self.critic_init = critic_init
+        self.latent = latent
+        self.eval_every = eval_every
         self.precision = precision
         self.jit_compile = jit_compile
+        self.generator = generator
         self.image_shape = image_shape
         self.value_range = value_range
         self.run_dir = run_dir
@@ -291,6 +296,10 @@ class BAGANGPOversampler(BaseOverSampler):
             raise ValueError(f"y has only one class ({classes[0]!r}); at least 2 are needed")
         check_sampling_strategy(self.sampling_strategy, y, self._sampling_type)
         config = self._run_config()
+        if self.generator not in (None, "best", "last"):
+            raise ValueError(f"generator must be None, 'best' or 'last', got {self.generator!r}")
+        if self.generator == "best" and not 0 < config.eval_every <= config.epochs:
+            raise ValueError("generator='best' needs the in-training evaluation: eval_every from 1 to epochs")
         if config.batch_size > len(X):
             raise ValueError(f"batch_size {config.batch_size} is larger than the {len(X)} images; "
                              "pass a smaller batch_size")
@@ -318,7 +327,7 @@ class BAGANGPOversampler(BaseOverSampler):
         try:
             with _training_context(self.verbose):
                 bagan_train.train(config, run_dir, data=data, verbose=self.verbose)
-            generator = Run.open(run_dir, require=(GENERATOR_FILE,)).load_generator()
+            generator = Run.open(run_dir).load_generator(self.generator)
         except NonFiniteLoss as e:
             kept = f"; see the run folder {run_dir}" if self.run_dir is not None else ""
             raise TrainingError(f"training stopped at a non-finite loss at generator step {e.step}: try a lower "

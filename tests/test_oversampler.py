@@ -292,6 +292,8 @@ BAD_INPUTS = [
     ("outside-value-range", {"value_range": (0, 16)}, None, "outside value_range"),
     ("bad-variant", {"variant": "v4"}, None, "bad training setting: variant must be one of v1, v2, v3, got 'v4'"),
     ("variant-of-cgan", {"model": "cgan", "variant": "v2"}, None, "--variant does not apply to --model cgan"),
+    ("bad-generator", {"generator": "first"}, None, "generator must be None, 'best' or 'last'"),
+    ("best-without-evaluation", {"generator": "best", "eval_every": 0}, None, "needs the in-training evaluation"),
     ("bad-image-size", {"image_size": 48}, None, "image size 48 is not supported"),
     ("zero-epochs", {"epochs": 0}, None, "epochs must be at least 1"),
     ("batch-too-large", {"batch_size": 64}, None, "batch_size 64 is larger than the 58 images"),
