@@ -43,15 +43,18 @@ def decoder_filters(image_size):
     return [max(256 // 2 ** (i + 1), 32) for i in range(num_stages(image_size) - 1)]
 
 
-def downsampling_stack(image, image_size, name_prefix="down"):
-    """Stride-2 4x4 convolutions with LeakyReLU(0.2), shared by the encoder and the critic.
+def downsampling_stack(image, image_size, name_prefix="down", dropout=0.0):
+    """Stride-2 4x4 convolutions with LeakyReLU(0.2), shared by the encoder and the critics; with
+    `dropout`, a Dropout after each (the original BAGAN's discriminator).
 
-    Layers are named `down_1 ... down_n` so a critic can be initialised from an encoder by name.
+    Convolutions are named `down_1 ... down_n` so a critic can be initialised from an encoder by name.
     """
     x = image
     for i, filters in enumerate(encoder_filters(image_size), start=1):
         x = layers.Conv2D(filters, 4, strides=2, padding="same", name=f"{name_prefix}_{i}")(x)
         x = layers.LeakyReLU(LEAKY_SLOPE, name=f"{name_prefix}_{i}_act")(x)
+        if dropout:
+            x = layers.Dropout(dropout, name=f"{name_prefix}_{i}_dropout")(x)
     return layers.Flatten(name="features")(x)
 
 
@@ -113,10 +116,10 @@ def build_unsupervised_autoencoder(encoder, decoder):
     return keras.Model(image, decoder(encoder(image)), name="autoencoder")
 
 
-def compile_autoencoder(autoencoder, learning_rate=2e-4, beta_1=0.5, beta_2=0.9):
-    """Mean absolute reconstruction error (as in the paper's code), Adam like the GAN."""
+def compile_autoencoder(autoencoder, learning_rate=2e-4, beta_1=0.5, beta_2=0.9, loss="mae"):
+    """Adam like the GAN; the reconstruction error "mae" (the BAGAN-GP code's) or "mse" (BAGAN's)."""
     autoencoder.compile(
         optimizer=keras.optimizers.Adam(learning_rate, beta_1=beta_1, beta_2=beta_2),
-        loss="mae",
+        loss=loss,
     )
     return autoencoder

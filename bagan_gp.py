@@ -9,8 +9,10 @@ with z ~ N(0, I), y_f uniform over the classes ("balanced labels"), y_wrong unif
 classes other than y_r, a ~ U(0, 1) per sample.
 
 Variants (Table 4 note): v1 uses the real batch's labels for the fakes and no wrong-label term
-(Eq. 12, 13); v2 uses balanced labels and the wrong-label term (Eq. 14, 15); v3 is v2 initialised
-from the supervised autoencoder (the default).
+(Eq. 12, 13); v2 uses balanced labels and the wrong-label term (Eq. 14, 15); both start from
+BAGAN's initialisation (the unsupervised decoder fed each class's Gaussian of encoded images: the
+note's "(v3): replacing BAGAN original encoder by our encoder" and Sec. 5's v1 as cDRAGAN's loss
+"combined with BAGAN framework"); v3 is v2 initialised from the supervised autoencoder (the default).
 
 The baselines differ from BAGAN-GP by a loss, a label sampler or an initialisation, and each is
 one class below, registered in MODELS under its --model name:
@@ -99,16 +101,20 @@ def build_acgan_discriminator(image_shape, num_classes):
     return keras.Model(image, [source, classes], name="critic")
 
 
-def build_bagan_discriminator(encoder, num_classes):
-    """BAGAN discriminator (Sec. 3.1): the pretrained encoder plus a softmax over K classes + "fake".
-
-    Returns logits; index K (the last) is the fake class.
+def build_bagan_discriminator(encoder, num_classes, dropout=0.0):
+    """BAGAN discriminator (Sec. 3.1): a copy of the pretrained encoder, with Dropout(dropout) after
+    each convolution as in the original code (IBM/BAGAN, balancing_gan.py), plus a softmax over K
+    classes + "fake". Returns logits; index K (the last) is the fake class.
     """
-    body = keras.models.clone_model(encoder)
-    body.set_weights(encoder.get_weights())
     image = keras.Input(shape=encoder.input_shape[1:], name="image")
-    logits = layers.Dense(num_classes + 1, dtype="float32", name="class_logits")(body(image))
-    return keras.Model(image, logits, name="critic")
+    features = downsampling_stack(image, encoder.input_shape[1], dropout=dropout)
+    latent = layers.Dense(encoder.output_shape[-1], name="latent", dtype="float32")(features)
+    logits = layers.Dense(num_classes + 1, dtype="float32", name="class_logits")(latent)
+    critic = keras.Model(image, logits, name="critic")
+    for layer in critic.layers:
+        if layer.weights and layer.name != "class_logits":
+            layer.set_weights(encoder.get_layer(layer.name).get_weights())
+    return critic
 
 
 def class_conditional_statistics(latents, labels, num_classes):
@@ -217,6 +223,7 @@ class AdversarialModel(keras.Model):
     uses_gradient_penalty = True    # whether gp_weight * GP is part of the critic loss
     critic_terms = ("d_real", "d_fake")
     options = {}                    # settings of this model alone, and their defaults
+    setting_defaults = {}           # its own defaults of the general settings (learning rate, ...)
 
     def __init__(self, generator, critic, num_classes, latent_dim=128, train_ratio=5, gp_weight=10.0,
                  seed=None, **kwargs):
@@ -417,9 +424,10 @@ class BAGANGP(AdversarialModel):
 
     @classmethod
     def option_values(cls, **given):
+        """v1 and v2 always start from BAGAN's initialisation: latent "class"; the choice is v3's."""
         values = super().option_values(**given)
-        if values.get("latent") == "class" and values["variant"] != "v3":
-            raise ValueError(f"--latent class needs the supervised autoencoder of v3, not {values['variant']}")
+        if values.get("variant") in ("v1", "v2"):
+            values["latent"] = "class"
         return values
 
     @classmethod
@@ -429,25 +437,31 @@ class BAGANGP(AdversarialModel):
     @classmethod
     def build(cls, data, pretrained=None, *, latent_dim, train_ratio, gp_weight, seed, batch_size,
               variant=None, critic_init="none", latent="paper"):
-        """Generator = embedding + decoder (Fig. 4), from the autoencoder's where there is one (v3
-        keeps its embedding, v1/v2 a fresh one); critic of Fig. 5, its convolutions from the encoder
+        """The generator and the critic of Fig. 4 and 5; the critic's convolutions from the encoder
         with critic_init "encoder".
 
-        latent "paper": the generator is fed z ~ N(0, I) as in Fig. 4. "class": z is first mapped
-        to its class's Gaussian of the encoder's latents of the training images (BAGAN's labeled
-        latent, fixed), in front of the trainable embedding (v3 only).
+        v3 (the supervised autoencoder): generator = its embedding + decoder, fed z ~ N(0, I) with
+        latent "paper" (Fig. 4), or with latent "class" z first mapped to its class's Gaussian of the
+        encoder's latents of the training images (BAGAN's labeled latent, fixed) in front of the
+        trainable embedding. v1 and v2 (the unsupervised autoencoder): BAGAN's initialisation, as
+        the paper's Table 4 note and Sec. 5 read ("v1 ... combined with BAGAN framework"; v3
+        "replacing BAGAN original encoder by our encoder"): its decoder fed the class latent, no
+        embedding. Without an autoencoder (cDRAGAN, WGAN-GP, CGAN): a fresh embedding and decoder.
         """
         shape, num_classes = data.x_train.shape[1:], data.num_classes
         decoder = pretrained.decoder if pretrained else build_decoder(shape, latent_dim)
-        embedding = (pretrained.embedding if pretrained and pretrained.supervised
-                     else build_embedding(num_classes, latent_dim))
+        embedding = None
+        if not pretrained or pretrained.supervised:
+            embedding = pretrained.embedding if pretrained else build_embedding(num_classes, latent_dim)
         critic = build_critic(shape, num_classes, encoder=pretrained.encoder if critic_init == "encoder" else None)
         class_latent = None
         if latent == "class":
             class_latent = build_class_conditional_latent(*class_conditional_statistics(
                 encode(pretrained.encoder, data.x_train, batch_size), data.y_train, num_classes))
+        generator = (build_generator(embedding, decoder, class_latent) if embedding is not None
+                     else build_generator(class_latent, decoder))
         labels = VARIANTS[variant] if variant else {}
-        return cls(build_generator(embedding, decoder, class_latent), critic, num_classes,
+        return cls(generator, critic, num_classes,
                    balanced_labels=labels.get("balanced_labels"), wrong_label_term=labels.get("wrong_label_term"),
                    latent_dim=latent_dim, train_ratio=train_ratio, gp_weight=gp_weight, seed=seed)
 
@@ -518,15 +532,18 @@ class BAGAN(AdversarialModel):
     default_train_ratio = 1
     autoencoder = "unsupervised"
     uses_gradient_penalty = False
+    options = {"dropout": 0.3}
+    setting_defaults = dict(learning_rate=5e-5, beta_2=0.999, ae_loss="mse")  # the original code's
 
     @classmethod
-    def build(cls, data, pretrained=None, *, latent_dim, train_ratio, gp_weight, seed, batch_size):
+    def build(cls, data, pretrained=None, *, latent_dim, train_ratio, gp_weight, seed, batch_size, dropout=0.3):
         """Class statistics of the encoded training images -> labeled latent -> the pretrained decoder."""
         means, covariances = class_conditional_statistics(
             encode(pretrained.encoder, data.x_train, batch_size), data.y_train, data.num_classes)
         generator = build_generator(build_class_conditional_latent(means, covariances), pretrained.decoder)
-        return cls(generator, build_bagan_discriminator(pretrained.encoder, data.num_classes), data.num_classes,
-                   latent_dim=latent_dim, train_ratio=train_ratio, gp_weight=gp_weight, seed=seed)
+        critic = build_bagan_discriminator(pretrained.encoder, data.num_classes, dropout)
+        return cls(generator, critic, data.num_classes, latent_dim=latent_dim, train_ratio=train_ratio,
+                   gp_weight=gp_weight, seed=seed)
 
     @property
     def fake_class(self):

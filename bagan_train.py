@@ -96,7 +96,7 @@ def pretrain_autoencoder(config, data, run, verbose):
         autoencoder = build_supervised_autoencoder(encoder, embedding, decoder)
     else:
         autoencoder = build_unsupervised_autoencoder(encoder, decoder)
-    compile_autoencoder(autoencoder, config.learning_rate, config.beta_1, config.beta_2)
+    compile_autoencoder(autoencoder, config.learning_rate, config.beta_1, config.beta_2, config.ae_loss)
 
     def pairs(x, y, shuffle):
         """((image, label) or image, image) batches, the autoencoder's input and target."""
@@ -177,7 +177,7 @@ def setting(help=None, default=None, **flag):
 # Defaults, from the most general to the most specific; a flag or keyword argument beats them all.
 PAPER_DEFAULTS = dict(  # Sec. 4 (epochs: the cell set's; the autoencoder's and the evaluation's are ours)
     image_size=64, batch_size=128, latent_dim=128, learning_rate=2e-4, beta_1=0.5, beta_2=0.9,
-    gp_weight=10.0, epochs=100, ae_epochs=30, eval_every=10)
+    gp_weight=10.0, epochs=100, ae_epochs=30, ae_loss="mae", eval_every=10)
 DATASET_DEFAULTS = {  # Sec. 4: Fashion-MNIST 15 epochs, CIFAR-10 30; digits: ours, about 10 minutes
     "digits": dict(image_size=32, batch_size=64, epochs=40, eval_every=5),
     "fashion_mnist": dict(epochs=15, ae_epochs=10, eval_every=1),
@@ -187,8 +187,10 @@ IMBALANCED_DEFAULTS = {  # a third of the images: three times the epochs, as man
     "digits": dict(epochs=120, eval_every=10),
 }
 EVAL_CLASSIFIER_EPOCHS = 5
-# Then the model's own (bagan_gp.py): its default train ratio, no gp_weight without a penalty, and
-# the defaults of its options.
+# Then the model's own (bagan_gp.py): its setting_defaults (BAGAN: the original code's Adam and loss),
+# its default train ratio, no gp_weight without a penalty, and the defaults of its options.
+BEFORE_THE_SETTING = dict(latent="paper", eval_every=0, ae_loss="mae", dropout=0.0)
+"""What runs written before a setting existed did; --resume fills them in (g_learning_rate: the learning rate)."""
 RESUMABLE = ("epochs", "learning_rate", "g_learning_rate", "keep_checkpoints", "jit_compile", "eval_every")
 """What --resume may change; the checkpoint holds everything else."""
 
@@ -225,19 +227,25 @@ class TrainConfig:
                                    "paper 003: 0.25 for AC-GAN v1, 0.75 for v2)", type=float)
     alternate: bool = setting("acgan only (AC-GAN v3): 75%% real images, 50%% every third epoch",
                               action="store_true")
+    dropout: float = setting("bagan only (default 0.3, the original code's): dropout after each of the "
+                             "discriminator's convolutions", type=float)
     batch_size: int = setting("paper: 128 (digits: 64)", type=int)
     latent_dim: int = setting("paper: 128", type=int)
-    learning_rate: float = setting("Adam's learning rate (the critic's, the autoencoder's), paper: 2e-4", type=float)
+    learning_rate: float = setting("Adam's learning rate (the critic's, the autoencoder's), paper: 2e-4; bagan: "
+                                   "5e-5 (the original code's)", type=float)
     g_learning_rate: float = setting("the generator's learning rate (default: --learning-rate's, as in the paper)",
                                      type=float)
     beta_1: float = setting("Adam's beta_1, paper: 0.5", type=float)
-    beta_2: float = setting("Adam's beta_2, paper: 0.9", type=float)
+    beta_2: float = setting("Adam's beta_2, paper: 0.9; bagan: 0.999 (Keras' default, the original code's)",
+                            type=float)
     train_ratio: int = setting("critic steps per generator step (paper: 5; bagan, cgan, acgan: 1)", type=int)
     gp_weight: float = setting("gradient penalty weight lambda (paper: 10), where the model has the penalty",
                                type=float)
     epochs: int = setting("GAN epochs (paper: cells 100, fashion_mnist 15, cifar10 30; digits 40, "
                           "imbalanced 120)", type=int)
     ae_epochs: int = setting("autoencoder epochs (digits and cells 30, fashion_mnist and cifar10 10)", type=int)
+    ae_loss: str = setting("the autoencoder's reconstruction error: mae (the BAGAN-GP code's) or mse (BAGAN's "
+                           "default)", choices=("mae", "mse"))
     steps_per_epoch: int = setting("cap on generator steps per epoch (smoke runs)", type=int)
     eval_every: int = setting("every N epochs, score the generator per class (KID and recognition by a classifier of "
                               "the training split) and keep generator_best.keras by the worst class; 0: never "
@@ -271,10 +279,14 @@ class TrainConfig:
             options = model.option_values(**{name: given.get(name) for name in model.options})
         except ValueError as e:
             raise UsageError(str(e)) from None
+        overridden = [name for name in options if name in given and given[name] != options[name]]
+        if overridden:
+            raise UsageError(f"{flag(overridden[0])} {given[overridden[0]]} does not apply to --model {config.model}"
+                             + (f" {config.variant}" if config.variant else "") + f" (it has {options[overridden[0]]})")
         defaults = {**PAPER_DEFAULTS, **DATASET_DEFAULTS.get(config.dataset, {}),
                     **(IMBALANCED_DEFAULTS.get(config.dataset, {}) if config.imbalanced else {}),
-                    "train_ratio": model.default_train_ratio, **({} if model.uses_gradient_penalty else {"gp_weight": 0.0}),
-                    **options}
+                    **model.setting_defaults, "train_ratio": model.default_train_ratio,
+                    **({} if model.uses_gradient_penalty else {"gp_weight": 0.0}), **options}
         for name, value in defaults.items():
             if name not in given:
                 setattr(config, name, value)
@@ -289,11 +301,16 @@ class TrainConfig:
         change); another setting that differs is refused, naming its flag."""
         saved = Run.open(run_dir).config
         config = cls(**{f.name: saved[f.name] for f in dataclasses.fields(cls) if f.name in saved})
-        newer = cls.create(dataset=config.dataset, imbalanced=config.imbalanced, model=config.model,
-                           variant=config.variant, learning_rate=config.learning_rate)
+        model = config.model_class
         for f in dataclasses.fields(cls):
-            if f.name not in saved:  # a setting added since the run began: the default it would get now
-                setattr(config, f.name, getattr(newer, f.name))
+            if f.name not in saved:  # a setting added since the run began: what the code did before it
+                setattr(config, f.name, BEFORE_THE_SETTING.get(f.name))
+        for name in model_option_names():
+            setattr(config, name, getattr(config, name) if name in model.options else None)
+        for name, value in model.option_values(**config.options).items():
+            setattr(config, name, value)
+        if config.g_learning_rate is None:
+            config.g_learning_rate = config.learning_rate
         for name, value in changes.items():
             if value is None or value == getattr(config, name):
                 continue

@@ -183,11 +183,28 @@ def test_bagan_discriminator_has_k_plus_one_outputs_with_fake_last():
 
 def test_bagan_discriminator_starts_from_the_encoder():
     encoder = build_encoder(SHAPE, LATENT)
-    critic = build_bagan_discriminator(encoder, 3)
-    body = [layer for layer in critic.layers if isinstance(layer, keras.Model)][0]
-    for a, b in zip(body.get_weights(), encoder.get_weights()):
-        np.testing.assert_array_equal(a, b)
-    assert body is not encoder  # a copy: the GAN does not change the saved encoder
+    critic = build_bagan_discriminator(encoder, 3, dropout=0.3)
+    copied = [layer for layer in critic.layers if layer.weights and layer.name != "class_logits"]
+    assert [layer.name for layer in copied] == [layer.name for layer in encoder.layers if layer.weights]
+    for layer in copied:
+        for a, b in zip(layer.get_weights(), encoder.get_layer(layer.name).get_weights()):
+            np.testing.assert_array_equal(a, b)
+        assert layer is not encoder.get_layer(layer.name)  # a copy: the GAN does not change the saved encoder
+    dropouts = [layer for layer in critic.layers if isinstance(layer, keras.layers.Dropout)]
+    assert len(dropouts) == 3 and all(layer.rate == 0.3 for layer in dropouts)  # after each convolution
+    images = np.random.default_rng(0).uniform(-1, 1, (4,) + SHAPE).astype("float32")
+    latent = keras.Model(critic.inputs, critic.get_layer("latent").output)
+    np.testing.assert_allclose(npy(latent(images, training=False)), npy(encoder(images)), atol=1e-5)
+
+
+def test_bagan_has_the_original_codes_settings():
+    """IBM/BAGAN's balancing_gan.py: Adam(5e-5, 0.5, Keras' beta_2), MSE autoencoder, Dropout(0.3); each a flag."""
+    config = TrainConfig.create(model="bagan")
+    assert (config.learning_rate, config.g_learning_rate, config.beta_1, config.beta_2, config.ae_loss,
+            config.dropout, config.train_ratio) == (5e-5, 5e-5, 0.5, 0.999, "mse", 0.3, 1)
+    config = TrainConfig.create(model="bagan", learning_rate=2e-4, ae_loss="mae", dropout=0.0)
+    assert (config.learning_rate, config.ae_loss, config.dropout) == (2e-4, "mae", 0.0)
+    assert (TrainConfig.create().learning_rate, TrainConfig.create().ae_loss) == (2e-4, "mae")
 
 
 # ---------------------------------------------------------------- AC-GAN
@@ -274,6 +291,7 @@ def test_wasserstein_terms_of_eq_8_and_9():
     (["--model", "acgan", "--gp-weight", "5"], "--gp-weight"),
     (["--model", "wgan_gp", "--real-fraction", "0.25"], "--real-fraction"),
     (["--model", "bagan", "--alternate"], "--alternate"),
+    (["--model", "cgan", "--dropout", "0.3"], "--dropout"),
     (["--model", "acgan", "--real-fraction", "1.5"], "between 0 and 1"),
 ])
 def test_flags_that_do_not_apply_to_the_model_exit_2(flags, needle, tmp_path, capsys):

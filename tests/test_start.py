@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import keras
 import numpy as np
@@ -35,14 +36,16 @@ def class_latent_gan(digits32):
     return config.model_class.build(digits32, pretrained, **config.model_settings()), pretrained
 
 
-def test_class_latent_needs_v3_and_bagan_gp():
-    for settings, needle in ((dict(latent="class", variant="v1"), "needs the supervised autoencoder of v3"),
+def test_latent_is_v3s_choice_and_bagan_gps_only():
+    for settings, needle in ((dict(latent="paper", variant="v1"), "--latent paper does not apply to --model "
+                                                                   "bagan_gp v1 (it has class)"),
                              (dict(latent="class", model="cgan"), "--latent does not apply to --model cgan"),
                              (dict(latent="mean"), "latent must be one of paper, class")):
-        with pytest.raises(UsageError, match=needle):
+        with pytest.raises(UsageError, match=re.escape(needle)):
             TrainConfig.create(**settings)
     assert TrainConfig.create().latent == "paper"
     assert TrainConfig.create(model="bagan").latent is None
+    assert TrainConfig.create(variant="v2").latent == TrainConfig.create(variant="v1", latent="class").latent == "class"
 
 
 def test_at_step_0_the_class_mean_gives_the_autoencoders_image(class_latent_gan, digits32):
@@ -113,3 +116,22 @@ def test_the_generator_learns_at_its_own_rate(tmp_path, train_run):
                               + generator.get_layer("embedding").trainable_weights):
         np.testing.assert_array_equal(npy(saved), npy(trained))
     assert json.loads((run / "config.json").read_text())["g_learning_rate"] == 0.0
+
+
+@pytest.mark.parametrize("variant", ["v1", "v2"])
+def test_v1_and_v2_start_from_bagans_initialisation(variant, digits32):
+    """v1/v2: the unsupervised decoder fed each class's Gaussian of the encoder's latents, no embedding,
+    so G(0, c) = decoder(mean_c)."""
+    keras.utils.set_random_seed(4)
+    shape = digits32.x_train.shape[1:]
+    pretrained = Autoencoder(build_encoder(shape, LATENT), build_embedding(10, LATENT), build_decoder(shape, LATENT),
+                             supervised=False)
+    config = TrainConfig.create(variant=variant, latent_dim=LATENT, batch_size=32)
+    assert config.autoencoder == "unsupervised"
+    model = config.model_class.build(digits32, pretrained, **config.model_settings())
+    names = [layer.name for layer in model.generator.layers]
+    assert "class_conditional_latent" in names and "embedding" not in names
+    means, _ = class_conditional_statistics(encode(pretrained.encoder, digits32.x_train, 64), digits32.y_train, 10)
+    labels = np.arange(10, dtype=np.int32)
+    np.testing.assert_allclose(npy(model.generator([np.zeros((10, LATENT), np.float32), labels], training=False)),
+                               npy(pretrained.decoder(means.astype(np.float32), training=False)), atol=1e-5)
