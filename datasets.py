@@ -72,6 +72,7 @@ FASHION_CLASSES = [
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 ]
 FASHION_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
+FASHION_TEST_FILES = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 FASHION_REPO = "https://github.com/zalandoresearch/fashion-mnist"
 DEBIAN_DATASET_ROOTS = (Path("/usr/share/datasets"), Path("/usr/share"))
@@ -87,6 +88,7 @@ CIFAR10_PY_MD5 = {
     "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
     "data_batch_4": "634d18415352ddfa80567beed471001a",
     "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
 }
 """Published MD5 of each python training batch (as listed with the dataset and by torchvision)."""
 
@@ -339,19 +341,21 @@ def _find_idx(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def _keras_fashion_mnist():
+def _keras_fashion_mnist(test=False):
     """Last resort: Keras' own loader (downloads when online; progress goes to stderr)."""
     import keras
 
     with contextlib.redirect_stdout(sys.stderr):
-        (x, y), _ = keras.datasets.fashion_mnist.load_data()
-    return x, y
+        train, test_set = keras.datasets.fashion_mnist.load_data()
+    return test_set if test else train
 
 
-def read_fashion_mnist(data_dir=None):
-    """The 60,000 Fashion-MNIST training images (N, 28, 28, 1) and labels."""
+def read_fashion_mnist(data_dir=None, test=False):
+    """The 60,000 Fashion-MNIST training images (N, 28, 28, 1) and labels, or with `test` the
+    10,000 official test images (t10k)."""
+    files = FASHION_TEST_FILES if test else FASHION_FILES
     for folder in fashion_mnist_dirs(data_dir):
-        images, labels = (_find_idx(folder, stem) for stem in FASHION_FILES)
+        images, labels = (_find_idx(folder, stem) for stem in files)
         if images and labels:
             x, y = read_idx(images), read_idx(labels)
             if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
@@ -360,12 +364,12 @@ def read_fashion_mnist(data_dir=None):
                 )
             return x[..., None], _check_labels(y, 10, labels)
     try:
-        x, y = _keras_fashion_mnist()
+        x, y = _keras_fashion_mnist(test)
     except Exception:
         target = Path(data_dir) if data_dir else keras_home() / "datasets" / "fashion-mnist"
         raise DatasetError(
-            f"Fashion-MNIST not found: download {FASHION_URL}{FASHION_FILES[0]}.gz and "
-            f"{FASHION_URL}{FASHION_FILES[1]}.gz (links in {FASHION_REPO}) into {target}."
+            f"Fashion-MNIST not found: download {FASHION_URL}{files[0]}.gz and "
+            f"{FASHION_URL}{files[1]}.gz (links in {FASHION_REPO}) into {target}."
         ) from None
     return np.asarray(x, np.uint8)[..., None], np.asarray(y, np.int64)
 
@@ -395,11 +399,14 @@ def _md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _read_cifar_bin(folder: Path):
+CIFAR10_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+
+
+def _read_cifar_bin(folder: Path, batches=CIFAR10_TRAIN_BATCHES):
     record = 1 + 3072
     xs, ys = [], []
-    for i in range(1, 6):
-        path = folder / f"data_batch_{i}.bin"
+    for batch in batches:
+        path = folder / f"{batch}.bin"
         if not path.is_file():
             raise DatasetError(f"{path} is missing; extract {CIFAR10_BINARY_URL} again.")
         raw = np.fromfile(path, np.uint8)
@@ -411,8 +418,8 @@ def _read_cifar_bin(folder: Path):
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def _read_cifar_py(folder: Path):
-    paths = [folder / f"data_batch_{i}" for i in range(1, 6)]
+def _read_cifar_py(folder: Path, batches=CIFAR10_TRAIN_BATCHES):
+    paths = [folder / batch for batch in batches]
     for path in paths:
         if not path.is_file():
             raise DatasetError(f"{path} is missing; extract the CIFAR-10 archive again.")
@@ -435,23 +442,27 @@ def _read_cifar_py(folder: Path):
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def read_cifar10(data_dir=None, image_size=32):
-    """CIFAR-10 training images, labels and class names.
+def read_cifar10(data_dir=None, image_size=32, test=False):
+    """CIFAR-10 training images, labels and class names (with `test`, the official test batch).
 
     Official batches give the 50,000 images at 32x32; a class-subfolder
     folder is read at ``image_size`` (class names in CIFAR-10 order when
-    they are the official ones, else sorted).
+    they are the official ones, else sorted); it has no test batch.
     """
     roots = [Path(data_dir)] if data_dir else [
         REPO_DIR / "data" / "cifar10", keras_home() / "datasets",
     ]
+    batches = ("test_batch",) if test else CIFAR10_TRAIN_BATCHES
     for root in roots:
         for folder in (root, root / "cifar-10-batches-bin"):
             if (folder / "data_batch_1.bin").is_file():
-                return (*_read_cifar_bin(folder), CIFAR10_CLASSES)
+                return (*_read_cifar_bin(folder, batches), CIFAR10_CLASSES)
         for folder in (root, root / "cifar-10-batches-py"):
             if (folder / "data_batch_1").is_file():
-                return (*_read_cifar_py(folder), CIFAR10_CLASSES)
+                return (*_read_cifar_py(folder, batches), CIFAR10_CLASSES)
+    if test:
+        raise DatasetError("CIFAR-10's official test batch was not found (class folders have none); "
+                           "use the hold-out test split")
     if data_dir and Path(data_dir).is_dir() and _class_dirs(Path(data_dir)):
         found = len(_class_dirs(Path(data_dir)))
         if found != 10:
@@ -583,6 +594,48 @@ def load_cells(data_dir=None, image_size=64, seed=42) -> Dataset:
     if x.shape[-1] == 1:
         x = np.repeat(x, 3, axis=-1)
     return Dataset(*_split(x, y, 0.2, seed, CELL_CLASSES), list(CELL_CLASSES), 3, "cells")
+
+
+# ---------------------------------------------------------------- balanced test sets
+
+
+BALANCED_TEST_SETS = ("digits", "fashion_mnist", "cifar10")
+
+
+def balanced_test_set(name, data_dir=None, image_size=64, seed=42, exclude=()):
+    """A test set balanced over the classes, holding no image of `exclude` (compared by content).
+
+    fashion_mnist and cifar10: the official test files (t10k, test_batch), 1000 images per class,
+    which the paper's protocols never train on. digits: of the 1797 images, those not in
+    `exclude` (the training split a model saw), the same number of each class: as many as the class
+    with the fewest such images has, drawn with ``default_rng([seed, 3])``.
+    Returns (x, y, description).
+    """
+    image_size = _check_image_size(image_size)
+    if name == "fashion_mnist":
+        x, y = read_fashion_mnist(data_dir, test=True)
+        description = "the official Fashion-MNIST test files (t10k)"
+    elif name == "cifar10":
+        x, y, _ = read_cifar10(data_dir, test=True)
+        description = "the official CIFAR-10 test batch"
+    elif name == "digits":
+        from sklearn.datasets import load_digits
+        bunch = load_digits()
+        x = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+        y = bunch.target.astype(np.int64)
+        description = "digits not in the training split, as many of each class as the scarcest class has"
+    else:
+        raise DatasetError(f"{name} has no balanced test set; its test split is the stratified hold-out")
+    x = resize_images(x, image_size)
+    seen = {image.tobytes() for image in np.asarray(exclude)}
+    keep = np.array([image.tobytes() not in seen for image in x], bool)
+    x, y = x[keep], y[keep]
+    if name == "digits":
+        n = np.bincount(y, minlength=10).min()
+        rng = np.random.default_rng([seed, 3])
+        idx = np.sort(np.concatenate([rng.choice(np.flatnonzero(y == c), n, replace=False) for c in range(10)]))
+        x, y = x[idx], y[idx]
+    return x, y, description
 
 
 # ---------------------------------------------------------------- entry point

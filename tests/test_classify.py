@@ -17,6 +17,7 @@ from sklearn.metrics import (accuracy_score, balanced_accuracy_score, precision_
 REPO = Path(__file__).resolve().parents[1]
 
 import classify
+import datasets
 from datasets import load_dataset, to_uint8
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
@@ -249,7 +250,8 @@ def test_cli_json_has_a_row_per_training_set(cli_run, tiny_run):
     assert [row["name"] for row in result["rows"]] == [classify.REFERENCE, "none", "affine", tiny_run.name]
     assert [row["kind"] for row in result["rows"]] == ["reference", "none", "affine", "generator"]
     assert result["imbalanced"] is True and result["image_size"] == 32 and result["seeds"] == [0]
-    assert result["test_counts"] == [54, 3, 5, 8, 11, 14, 17, 19, 21, 24]
+    assert result["test_counts"] == [54] * 10  # balanced: digits outside the training split
+    assert result["test_set"] == "balanced" and "not in the training split" in result["test_set_description"]
     fit = (np.array(result["train_counts"]) - np.array(result["validation_counts"])).tolist()
     rows = {row["name"]: row for row in result["rows"]}
     assert rows["none"]["train_counts"] == fit
@@ -274,7 +276,7 @@ def test_table_has_paper_columns_and_a_row_per_training_set(cli_run, tiny_run):
         assert column in header
     for name in (classify.REFERENCE, "none", "affine", tiny_run.name):
         assert sum(line.startswith(name) for line in table.splitlines()) == 2
-    assert "test split of the imbalanced protocol" in table
+    assert "Test set (balanced): digits not in the training split" in table
 
 
 BAD = {
@@ -313,3 +315,18 @@ def test_missing_run_folder_on_the_real_command_line(tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "does not exist" in lines[0]
     assert proc.stdout == "" and not (tmp_path / "train_results").exists()
+
+
+def test_the_balanced_test_set_holds_no_training_image_and_the_holdout_stays_an_option(tiny_run, tmp_path, capsys):
+    data = load_dataset("digits", image_size=32, imbalanced=True)
+    x, y, _ = datasets.balanced_test_set("digits", image_size=32, exclude=data.x_train)
+    assert np.bincount(y, minlength=10).tolist() == [54] * 10
+    assert not {image.tobytes() for image in x} & {image.tobytes() for image in data.x_train}
+    again, _, _ = datasets.balanced_test_set("digits", image_size=32, exclude=data.x_train)
+    np.testing.assert_array_equal(again, x)
+    assert classify.main(["--dataset", "digits", "--imbalanced", "--augment", "none", "--seeds", "1", "--epochs", "1",
+                          "--test-set", "holdout", "--no-reference", "--out", str(tmp_path / "o"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["test_counts"] == [54, 3, 5, 8, 11, 14, 17, 19, 21, 24] and result["test_set"] == "holdout"
+    with pytest.raises(datasets.DatasetError, match="cells has no balanced test set"):
+        datasets.balanced_test_set("cells")

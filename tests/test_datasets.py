@@ -36,7 +36,7 @@ def no_system_fashion(monkeypatch, tmp_path):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     monkeypatch.setattr(datasets, "DEBIAN_DATASET_ROOTS", ())
 
-    def offline():
+    def offline(test=False):
         raise OSError("no network")
 
     monkeypatch.setattr(datasets, "_keras_fashion_mnist", offline)
@@ -127,7 +127,7 @@ def test_fashion_uncompressed_and_search_order(tmp_path, monkeypatch, no_system_
 def test_fashion_keras_fallback(monkeypatch, no_system_fashion):
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (50, 28, 28), dtype=np.uint8)
-    monkeypatch.setattr(datasets, "_keras_fashion_mnist", lambda: (x, np.arange(50) % 10))
+    monkeypatch.setattr(datasets, "_keras_fashion_mnist", lambda test=False: (x, np.arange(50) % 10))
     ds = load_dataset("fashion_mnist", image_size=8)
     assert len(ds.y_train) == 35 and ds.x_train.shape[1:] == (8, 8, 1)
 
@@ -433,3 +433,31 @@ def test_cli_error_exits_2_without_traceback(tmp_path):
     proc = subprocess.run(cmd[:2] + ["--dataset", "digits", "--image-size", "4", "--json"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2 and "at least 8" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# ---------------------------------------------------------------- balanced test sets
+
+
+def test_fashion_balanced_test_set_is_the_official_t10k(tmp_path, no_system_fashion):
+    rng = np.random.default_rng(5)
+    y = rng.permutation(np.repeat(np.arange(10), 30)).astype(np.uint8)
+    x = rng.integers(0, 256, (300, 8, 8), dtype=np.uint8)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", x)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", y)
+    images, labels, description = datasets.balanced_test_set("fashion_mnist", tmp_path, image_size=8)
+    assert "t10k" in description and np.bincount(labels).tolist() == [30] * 10
+    np.testing.assert_array_equal(images[..., 0], x)
+    # An image the model trained on is never a test image.
+    images, labels, _ = datasets.balanced_test_set("fashion_mnist", tmp_path, image_size=8, exclude=x[:3, ..., None])
+    assert len(images) == 297
+
+
+def test_cifar_balanced_test_set_is_the_test_batch(tmp_path):
+    x, y = cifar_records()
+    folder = write_cifar_bin(tmp_path / "cifar-10-batches-bin", x, y)
+    planes = x[:20].transpose(0, 3, 1, 2).reshape(20, -1)
+    (folder / "test_batch.bin").write_bytes(np.concatenate([y[:20, None], planes], axis=1).astype(np.uint8).tobytes())
+    images, labels, description = datasets.balanced_test_set("cifar10", tmp_path, image_size=32)
+    assert "test batch" in description
+    np.testing.assert_array_equal(images, x[:20])
+    np.testing.assert_array_equal(labels, y[:20])
