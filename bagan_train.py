@@ -485,15 +485,13 @@ def is_chief(strategy):
 # Command line
 
 
-def parse_args(argv=None):
-    import argparse
+def add_training_arguments(parser, exclude=()):
+    """A flag for every TrainConfig setting but the dataset's (datasets.add_dataset_arguments) and
+    `exclude`; unset, each is None (the table's default)."""
     models = import_models()
-    p = argparse.ArgumentParser(description="Train BAGAN-GP (the autoencoder, then the GAN) or a model the "
-                                            "papers compare it with, and write a run folder.")
-    add_dataset_arguments(p, dict(dataset="digits", imbalanced="no", image_size="64; digits 32"))
-    group = p.add_argument_group("training")
+    group = parser.add_argument_group("training")
     for f in dataclasses.fields(TrainConfig):
-        if f.metadata["help"] is None:
+        if f.metadata["help"] is None or f.name in exclude:
             continue
         options = {k: v for k, v in f.metadata.items() if k != "help"}
         help = f.metadata["help"]
@@ -503,6 +501,15 @@ def parse_args(argv=None):
         elif f.default is not None:
             help += f" (default {f.default})"
         group.add_argument(flag(f.name), help=help, default=None, **options)
+    return group
+
+
+def parse_args(argv=None):
+    import argparse
+    p = argparse.ArgumentParser(description="Train BAGAN-GP (the autoencoder, then the GAN) or a model the "
+                                            "papers compare it with, and write a run folder.")
+    add_dataset_arguments(p, dict(dataset="digits", imbalanced="no", image_size="64; digits 32"))
+    add_training_arguments(p)
     group = p.add_argument_group("run")
     group.add_argument("--out", help="run folder (default train_results/<dataset>-<variant or model>-<time>)")
     group.add_argument("--resume", metavar="RUN_DIR",
