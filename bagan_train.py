@@ -317,6 +317,9 @@ class TrainConfig:
             if name not in RESUMABLE:
                 raise UsageError(f"{flag(name)} cannot change when resuming (the run has "
                                  f"{getattr(config, name)!r}); only {', '.join(map(flag, RESUMABLE))} can")
+            done = max((int(row["epoch"]) for row in Run.open(run_dir).history() if row["phase"] == "gan"), default=0)
+            if name == "epochs" and value < done:
+                raise UsageError(f"--epochs {value}: {done} epochs are done in {run_dir}; give more to continue")
             setattr(config, name, value)
         config.validate()
         return config
@@ -548,6 +551,12 @@ def main(argv=None):
     except NonFiniteLoss as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        checkpoints = Run(run_dir, {}).checkpoints()
+        saved = (f"the last saved epoch is {int(checkpoints[-1].stem[6:])} ({checkpoints[-1]})" if checkpoints
+                 else "no epoch was saved yet")
+        print(f"\ninterrupted: {saved}; continue with: python bagan_train.py --resume {run_dir}", file=sys.stderr)
+        return 130
     print(json.dumps(summary) if args.json else f"done in {summary['seconds']} s: {run_dir}")
     return 0
 

@@ -254,8 +254,9 @@ def plot_losses(rows, path, title, train_counts=None, best=None):
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=80))
 
 
-def assemble_gif(samples_dir, gif_path, duration=0.4):
-    """progress.gif: one frame per samples/epoch_NNN.png, in epoch order, captioned with the epoch.
+def assemble_gif(samples_dir, gif_path, duration=500):
+    """progress.gif: one frame per samples/epoch_NNN.png, in epoch order, captioned with the epoch,
+    each shown `duration` milliseconds (imageio 2.38's unit; 0.4 meant no delay at all).
 
     The caption also keeps two alike epochs apart: GIF writers merge identical consecutive frames.
     """

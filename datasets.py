@@ -674,12 +674,24 @@ def add_dataset_arguments(parser, defaults):
     return group
 
 
+IMBALANCED_PROTOCOLS = ("digits", "fashion_mnist", "cifar10")
+
+
 def check_dataset_arguments(args, image_sizes=None):
-    """DatasetError naming the flag when --dataset names no dataset or folder, or --image-size is
-    out of range (not one of `image_sizes`, when given)."""
+    """DatasetError naming the flag when --dataset names no dataset or folder, --data-dir does not
+    exist, --imbalanced is given for a dataset without the paper's imbalanced protocol, or
+    --image-size is out of range (not one of `image_sizes`, when given)."""
     if args.dataset is not None and args.dataset not in DATASET_NAMES and not Path(args.dataset).is_dir():
+        if os.sep in args.dataset or args.dataset.startswith("."):
+            raise DatasetError(f"dataset folder {args.dataset} not found")
         raise DatasetError(f"unknown dataset {args.dataset!r}: use one of {', '.join(DATASET_NAMES)} "
                            "or a folder of class subfolders")
+    if args.data_dir is not None and not Path(args.data_dir).is_dir():
+        raise DatasetError(f"--data-dir {args.data_dir} does not exist")
+    if args.imbalanced and (args.dataset or "digits") not in IMBALANCED_PROTOCOLS:
+        raise DatasetError(f"--imbalanced applies to {', '.join(IMBALANCED_PROTOCOLS[:-1])} and "
+                           f"{IMBALANCED_PROTOCOLS[-1]} (the paper's protocols); cells and class folders are "
+                           "used as they are")
     if args.image_size is not None:
         if image_sizes and args.image_size not in image_sizes:
             raise DatasetError(f"image size {args.image_size} is not supported: use one of "

@@ -13,6 +13,7 @@ in-training evaluation) when it has one, else the last; --generator chooses, and
 import argparse
 import json
 import os
+import shutil
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -20,9 +21,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from runs import GENERATORS, Run, UsageError, generated_batches, load_model, save_png  # noqa: E402
 
 
+def class_folder(to, name):
+    return os.path.join(to, str(name).replace(os.sep, "-"))
+
+
 def generate(run, per_class, to, classes=None, seed=0, which=None):
     """per_class images of each class (all, or the names in `classes`) into to/<class name>/, by
-    the run's `which` generator ("best", "last", None: best when there is one)."""
+    the run's `which` generator ("best", "last", None: best when there is one). The class folders
+    must be new or empty (main replaces them with --overwrite)."""
     from datasets import to_uint8
     path, described = run.generator_choice(which)
     print(f"generator: {described}", file=sys.stderr, flush=True)
@@ -31,7 +37,7 @@ def generate(run, per_class, to, classes=None, seed=0, which=None):
     for c, name in enumerate(run.config["class_names"]):
         if classes and name not in classes:
             continue
-        folder = os.path.join(to, str(name).replace(os.sep, "-"))
+        folder = class_folder(to, name)
         os.makedirs(folder, exist_ok=True)
         done = 0
         for batch in generated_batches(generator, c, per_class, seed=seed):
@@ -52,6 +58,8 @@ def parse_args(argv=None):
     p.add_argument("--per-class", type=int, default=100, help="images per class (default 100)")
     p.add_argument("--classes", nargs="+", metavar="NAME", help="only these classes (default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the class folders of --to that already hold files (refused otherwise)")
     p.add_argument("--json", action="store_true", help="print {folder, per_class: {class: count}} as JSON")
     return p.parse_args(argv)
 
@@ -63,6 +71,14 @@ def main(argv=None):
             raise UsageError("--per-class must be at least 1")
         run = Run.open(args.run_dir)
         run.generator_choice(args.generator)
+        folders = [class_folder(args.to, name) for name in run.config["class_names"]
+                   if not args.classes or name in args.classes]
+        used = [f for f in folders if os.path.isdir(f) and os.listdir(f)]
+        if used and not args.overwrite:
+            raise UsageError(f"{used[0]} already holds files: give an empty --to, or --overwrite to replace "
+                             "its class folders")
+        for folder in used:
+            shutil.rmtree(folder)
         unknown = sorted(set(args.classes or ()) - set(map(str, run.config["class_names"])))
         if unknown:
             raise UsageError(f"no class {unknown[0]!r} in {run.path}: its classes are "

@@ -429,3 +429,75 @@ def test_resume_refuses_a_setting_the_checkpoint_fixes(smoke_run, tmp_path, caps
     config = TrainConfig.resume(run, epochs=5, learning_rate=1e-5, batch_size=16, dataset="digits")
     assert (config.epochs, config.learning_rate, config.batch_size) == (5, 1e-5, 16)
 
+
+
+# ---------------------------------------------------------------- a first hour without surprises (issue 19)
+
+
+def test_gif_frames_show_for_half_a_second(tmp_path):
+    """imageio 2.38 reads duration in milliseconds: 0.4 gave frames with no delay at all."""
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    for epoch in (1, 2):
+        save_png(samples / f"epoch_{epoch:03d}.png", np.full((TILE, TILE, 1), 40 * epoch, np.uint8))
+    assemble_gif(samples, tmp_path / "progress.gif")
+    with Image.open(tmp_path / "progress.gif") as gif:
+        assert [frame.info.get("duration") for frame in ImageSequence.Iterator(gif)] == [500, 500]
+
+
+def test_resume_to_fewer_epochs_than_done_is_refused(smoke_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run, run)
+    before = snapshot(run)
+    assert main(["--resume", str(run), "--epochs", "1", "--verbose", "0"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "--epochs 1" in lines[0] and "2 epochs are done" in lines[0], lines
+    assert snapshot(run) == before
+
+
+def test_ctrl_c_ends_with_the_resume_command(tmp_path):
+    """SIGINT during training: exit status 130, no traceback, one line with the saved epoch and --resume."""
+    import signal
+    import time
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, str(REPO / "bagan_train.py"), *TINY, "--epochs", "50", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    deadline = time.time() + 300
+    while not list((out / "checkpoints").glob("epoch_002.npz")) if (out / "checkpoints").is_dir() else True:
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("interrupted") and f"--resume {out}" in last and "epoch" in last, last
+    assert sorted(p.name for p in (out / "checkpoints").iterdir())[-1] in last
+
+
+def test_generate_into_a_folder_with_images_needs_overwrite(smoke_run, tmp_path, capsys):
+    out = tmp_path / "generated"
+    assert generate.main([str(smoke_run), "--per-class", "3", "--to", str(out)]) == 0
+    assert generate.main([str(smoke_run), "--per-class", "2", "--to", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert all(len(list(d.iterdir())) == 3 for d in out.iterdir())
+    assert generate.main([str(smoke_run), "--per-class", "2", "--to", str(out), "--overwrite"]) == 0
+    assert all(len(list(d.iterdir())) == 2 for d in out.iterdir())  # the class folders replaced, not mixed
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--dataset", "fashion_mnist", "--data-dir", "{tmp}/no_such_folder"], "no_such_folder does not exist"),
+    (["--dataset", "{tmp}/no/such/folder"], "not found"),
+    (["--dataset", "{folder}", "--imbalanced"], "--imbalanced applies to digits, fashion_mnist and cifar10"),
+])
+def test_dataset_flags_name_what_is_wrong(flags, needle, tmp_path, capsys):
+    folder = tmp_path / "classes"
+    for name in ("a", "b"):
+        (folder / name).mkdir(parents=True)
+    flags = [f.format(tmp=tmp_path, folder=folder) for f in flags]
+    out = tmp_path / "run"
+    assert main(TINY + ["--epochs", "1", "--out", str(out)] + flags) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], lines
+    assert not out.exists()
