@@ -18,7 +18,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from datasets import MODEL_IMAGE_SIZES, DatasetError, add_dataset_arguments, check_dataset_arguments  # noqa: E402
+from datasets import (MODEL_IMAGE_SIZES, RESIZE_MODES, DatasetError, add_dataset_arguments,  # noqa: E402
+                      check_dataset_arguments)
 from runs import (CONFIG_FILE, EVAL_CLASSIFIER_FILE, Autoencoder, Run, UsageError, load_model,  # noqa: E402
                   new_run_dir, save_json, save_model)
 
@@ -39,7 +40,8 @@ def train(config, run_dir=None, data=None, strategy=None, verbose=1, callbacks=(
 
     if run_dir and os.path.exists(os.path.join(run_dir, CONFIG_FILE)):
         TrainConfig.resume(run_dir, **dataclasses.asdict(config))  # refuses what the checkpoint fixes
-    data = data or load_dataset(config.dataset, config.data_dir, config.image_size, config.imbalanced, config.seed)
+    data = data or load_dataset(config.dataset, config.data_dir, config.image_size, config.imbalanced, config.seed,
+                                config.resize, config.window)
     strategy = strategy or tf.distribute.get_strategy()
     config.check_fits(data, strategy.num_replicas_in_sync)
     run = Run.create(run_dir or config.new_run_dir(), config.record(data), writable=is_chief(strategy))
@@ -189,7 +191,7 @@ IMBALANCED_DEFAULTS = {  # a third of the images: three times the epochs, as man
 EVAL_CLASSIFIER_EPOCHS = 5
 # Then the model's own (bagan_gp.py): its setting_defaults (BAGAN: the original code's Adam and loss),
 # its default train ratio, no gp_weight without a penalty, and the defaults of its options.
-BEFORE_THE_SETTING = dict(latent="paper", eval_every=0, ae_loss="mae", dropout=0.0)
+BEFORE_THE_SETTING = dict(latent="paper", eval_every=0, ae_loss="mae", dropout=0.0, resize="stretch")
 """What runs written before a setting existed did; --resume fills them in (g_learning_rate: the learning rate)."""
 RESUMABLE = ("epochs", "learning_rate", "g_learning_rate", "keep_checkpoints", "jit_compile", "eval_every")
 """What --resume may change; the checkpoint holds everything else."""
@@ -213,6 +215,8 @@ class TrainConfig:
     data_dir: str = setting()
     imbalanced: bool = setting(default=False)
     image_size: int = setting()
+    resize: str = setting(default="pad", choices=RESIZE_MODES)
+    window: list = setting()
     model: str = setting("this paper's model or one the papers compare it with, on the same networks",
                          default="bagan_gp")
     variant: str = setting("bagan_gp only (default v3). v1: real labels for the fakes; v2: balanced "
@@ -339,6 +343,8 @@ class TrainConfig:
                 raise UsageError(f"{flag(name)[2:]} must be at least 0, got {getattr(self, name)}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise UsageError("steps-per-epoch must be at least 1")
+        if self.window is not None and (len(self.window) != 2 or not self.window[0] < self.window[1]):
+            raise UsageError(f"--window needs LOW HIGH with LOW < HIGH, got {self.window}")
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) is not None and getattr(self, f.name) not in choices:
@@ -397,7 +403,8 @@ class TrainConfig:
         """config.json: the settings, the autoencoder, the data's classes and counts, the versions."""
         import keras
         import tensorflow as tf
-        return dict(dataclasses.asdict(self), autoencoder=self.autoencoder, class_names=list(data.class_names),
+        return dict(dataclasses.asdict(self), autoencoder=self.autoencoder, intensity=data.intensity,
+                    class_names=list(data.class_names),
                     channels=data.channels, train_counts=data.train_counts(), test_counts=data.test_counts(),
                     versions=dict(python=platform.python_version(), tensorflow=tf.__version__,
                                   keras=keras.__version__, numpy=np.__version__))

@@ -417,7 +417,7 @@ def _check_numbers(args):
 
 
 def _protocol(args, runs):
-    """Dataset name, data folder, image size and split seed: flags first, then the runs'."""
+    """Dataset name, data folder, image size, split seed, resize and window: flags first, then the runs'."""
     dataset = args.dataset or (runs[0].config["dataset"] if runs else None)
     if not dataset:
         raise UsageError("--dataset is needed when no RUN_DIR is given")
@@ -441,7 +441,9 @@ def _protocol(args, runs):
         if int(config.get("seed", 42)) != split_seed:
             raise UsageError(f"{run.path} was trained on the split of seed {config.get('seed', 42)}, not "
                              f"{split_seed}: its generator may have seen test images (see --split-seed)")
-    return dataset, data_dir, image_size, split_seed
+    resize = args.resize or (runs[0].config["resize"] if runs else "pad")
+    window = list(args.window) if args.window else (runs[0].config.get("window") if runs else None)
+    return dataset, data_dir, image_size, split_seed, resize, window
 
 
 def prepare(args):
@@ -450,9 +452,9 @@ def prepare(args):
     _check_numbers(args)
     rows = _rows_from_flags(args.augment)
     runs = [row.run for row in rows if row.run]
-    dataset, data_dir, image_size, split_seed = _protocol(args, runs)
+    dataset, data_dir, image_size, split_seed, resize, window = _protocol(args, runs)
     data = load_dataset(dataset, data_dir=data_dir, image_size=image_size, imbalanced=args.imbalanced,
-                        seed=split_seed)
+                        seed=split_seed, resize=resize, window=window)
     test_set = args.test_set or ("balanced" if dataset in BALANCED_TEST_SETS else "holdout")
     if test_set == "balanced":
         x_test, y_test, described = balanced_test_set(dataset, data_dir, image_size, split_seed, exclude=data.x_train)
@@ -474,7 +476,7 @@ def prepare(args):
     pool = None
     if args.reference and args.imbalanced and dataset in BALANCED_PROTOCOLS:
         balanced = load_dataset(dataset, data_dir=data_dir, image_size=image_size, imbalanced=False,
-                                seed=split_seed)
+                                seed=split_seed, resize=resize, window=window)
         pool = real_pool(data, balanced)
         rows.insert(0, Row(REFERENCE, "reference"))
     top_k = args.top_k if args.top_k is not None else default_top_k(data.num_classes)

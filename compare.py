@@ -384,7 +384,8 @@ def main(argv=None):
     import classify
     from datasets import load_dataset
     c = runs[0].config
-    data = load_dataset(c["dataset"], c.get("data_dir"), c["image_size"], c.get("imbalanced", False), c["seed"])
+    data = load_dataset(c["dataset"], c.get("data_dir"), c["image_size"], c.get("imbalanced", False), c["seed"],
+                        c["resize"], c.get("window"))
     fid_picture(fid_result, c["train_counts"], out / "fid.png")
     classify.plot_per_class_recall(classify_result, out / "recall.png")
     class_paths = class_pictures(runs, data, out)

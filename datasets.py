@@ -28,9 +28,16 @@ Datasets and protocols
     ("red blood cell", "ring", "schizont", "trophozoite"). Split 80/20,
     stratified, ``random_state=seed``.
 any folder path
-    One subfolder per class (sorted names), PNG/JPEG/BMP of any size and
-    mode, each stretched to a square; grayscale if every image is
-    grayscale, else RGB. Split 80/20, stratified.
+    One subfolder per class (sorted names), PNG/JPEG/BMP/TIFF/DICOM of any
+    size and mode; grayscale if every image is grayscale, else RGB. Split
+    80/20, stratified. A non-square image is padded to a square with its
+    border's colour (``resize="pad"``, so cells and lesions keep their
+    shape), or its centre cropped, or stretched. High-bit images (16-bit
+    PNG/TIFF, float TIFF, DICOM) become 8-bit by one rule for the whole
+    dataset: linearly from its value range, or from a given ``window``;
+    DICOM applies its rescale slope and intercept, its own window centre and
+    width when it has them, inverts MONOCHROME1 and refuses multi-frame
+    files. ``Dataset.intensity`` (and config.json) records the rule.
 
 ``imbalanced`` changes nothing for ``cells`` and for folders: they are used
 as they are (the cell set is already imbalanced).
@@ -94,8 +101,13 @@ CIFAR10_PY_MD5 = {
 
 CELL_CLASSES = ["red blood cell", "ring", "schizont", "trophozoite"]
 CELLS_URL = "https://storage.googleapis.com/exam-deep-learning/train.zip"
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm")
 GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+HIGH_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "F")
+"""Pillow modes of 16-bit, 32-bit and float images: scaled to 8 bits by one rule per dataset."""
+RESIZE_MODES = ("pad", "crop", "stretch")
+"""How a non-square image becomes square: padded with its border's colour (the default: cells and
+lesions keep their shape), its centre cropped, or stretched."""
 
 
 class DatasetError(ValueError):
@@ -104,7 +116,8 @@ class DatasetError(ValueError):
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """Train/test images (uint8, NHWC) and int64 labels of one dataset."""
+    """Train/test images (uint8, NHWC) and int64 labels of one dataset. `intensity`: how its
+    high-bit images (16-bit, float, DICOM) became 8-bit, or None when it has none."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -113,6 +126,7 @@ class Dataset:
     class_names: list[str]
     channels: int
     name: str
+    intensity: dict | None = None
 
     @property
     def num_classes(self) -> int:
@@ -467,7 +481,7 @@ def read_cifar10(data_dir=None, image_size=32, test=False):
         found = len(_class_dirs(Path(data_dir)))
         if found != 10:
             raise DatasetError(f"A CIFAR-10 class folder needs 10 class subfolders; {data_dir} has {found}.")
-        x, y, names = _read_image_folder(Path(data_dir), image_size)
+        x, y, names, _ = _read_image_folder(Path(data_dir), image_size)
         if sorted(names) == sorted(CIFAR10_CLASSES):
             y = np.array([CIFAR10_CLASSES.index(n) for n in names])[y]
             names = CIFAR10_CLASSES
@@ -488,36 +502,112 @@ def load_cifar10(data_dir=None, image_size=64, imbalanced=False, seed=42) -> Dat
 # ---------------------------------------------------------------- image files
 
 
-def _open_image(path: Path, image_size: int):
-    """Decoded RGB array of one image file at ``image_size`` and whether it is grayscale."""
+def _square(im, resize):
+    """A square version of a Pillow image: padded with the median colour of its border, its centre
+    cropped, or unchanged (stretched later by the resize)."""
+    from PIL import Image
+    width, height = im.size
+    if resize == "stretch" or width == height:
+        return im
+    side = min(width, height) if resize == "crop" else max(width, height)
+    if resize == "crop":
+        left, top = (width - side) // 2, (height - side) // 2
+        return im.crop((left, top, left + side, top + side))
+    pixels = np.asarray(im)
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    colour = np.median(border, axis=0)
+    fill = float(colour) if im.mode == "F" else tuple(int(v) for v in np.atleast_1d(np.rint(colour)))
+    canvas = Image.new(im.mode, (side, side), fill if im.mode == "F" or len(fill) > 1 else fill[0])
+    canvas.paste(im, ((side - width) // 2, (side - height) // 2))
+    return canvas
+
+
+def _dicom(path: Path):
+    """A DICOM file's pixels: (8-bit values through the file's window, True) when it has a window
+    centre and width, else (modality values: pixel * slope + intercept, False). MONOCHROME1 is
+    inverted; a multi-frame file is refused."""
+    import pydicom
+    ds = pydicom.dcmread(path)
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise DatasetError(f"{path} has {frames} frames: one image per file is needed (split the series)")
+    values = ds.pixel_array.astype(np.float32) * float(getattr(ds, "RescaleSlope", 1) or 1) \
+        + float(getattr(ds, "RescaleIntercept", 0) or 0)
+    windowed = "WindowCenter" in ds and "WindowWidth" in ds
+    if windowed:
+        first = [v[0] if isinstance(v, pydicom.multival.MultiValue) else v for v in (ds.WindowCenter, ds.WindowWidth)]
+        centre, width = (float(v) for v in first)
+        values = np.clip((values - (centre - width / 2)) / max(width, 1e-6), 0, 1) * 255.0
+    if getattr(ds, "PhotometricInterpretation", "") == "MONOCHROME1":
+        values = (255.0 - values) if windowed else (values.max() + values.min() - values)
+    return values, windowed
+
+
+def _open_image(path: Path, image_size: int, resize="pad"):
+    """One image file at ``image_size`` x ``image_size``: (uint8 RGB array, grayscale?) for 8-bit
+    images and windowed DICOM, or (float32 2-D array, True) for high-bit ones, still to be scaled."""
     from PIL import Image, UnidentifiedImageError
 
     try:
+        if path.suffix.lower() == ".dcm":
+            values, windowed = _dicom(path)
+            im = Image.fromarray(values.astype(np.float32), mode="F")
+            if windowed:
+                return _resized(im, image_size, resize, to_rgb=False), True
+            return np.asarray(_square(im, resize).resize((image_size, image_size), Image.BILINEAR)), None
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 im.load()
-                gray = im.mode in GRAYSCALE_MODES
-                if im.mode.startswith("I;16"):
-                    im = Image.fromarray((np.asarray(im, np.uint16) >> 8).astype(np.uint8))
-                rgb = im.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
-                return np.asarray(rgb, np.uint8), gray
+                if im.mode in HIGH_BIT_MODES:
+                    im = Image.fromarray(np.asarray(im, np.float32), mode="F")
+                    return np.asarray(_square(im, resize).resize((image_size, image_size), Image.BILINEAR)), None
+                return _resized(im, image_size, resize), im.mode in GRAYSCALE_MODES
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise DatasetError(
             f"Image {path} is too large to decode safely (over Pillow's {Image.MAX_IMAGE_PIXELS} pixel limit)."
         ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except DatasetError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, AttributeError) as e:
         raise DatasetError(f"Cannot read image {path}: {e}.") from None
 
 
-def _load_images(paths, image_size):
-    """Images of ``paths`` as uint8 (N, S, S, C): one channel if all are grayscale."""
+def _resized(im, image_size, resize, to_rgb=True):
+    """An 8-bit (or 0..255 float) Pillow image squared, resized and as a uint8 RGB array."""
+    from PIL import Image
+    square = _square(im.convert("RGB") if to_rgb else im, resize).resize((image_size, image_size), Image.BILINEAR)
+    pixels = np.clip(np.rint(np.asarray(square, np.float32)), 0, 255).astype(np.uint8)
+    return pixels if pixels.ndim == 3 else np.repeat(pixels[..., None], 3, axis=-1)
+
+
+def _load_images(paths, image_size, resize="pad", window=None):
+    """Images of ``paths`` as uint8 (N, S, S, C), one channel if all are grayscale, and the rule
+    that brought high-bit images to 8 bits (None without any): every high-bit image of the set is
+    scaled linearly from one range, the `window` (low, high) when given, else the lowest and
+    highest value over all of them (after resizing); DICOM files with a window centre and width use
+    their own."""
     x = np.empty((len(paths), image_size, image_size, 3), np.uint8)
-    all_gray = True
+    all_gray, high_bit, dicom_windows = True, {}, 0
     for i, path in enumerate(paths):
-        x[i], gray = _open_image(path, image_size)
-        all_gray &= gray
-    return np.ascontiguousarray(x[..., :1]) if all_gray and len(paths) else x
+        pixels, gray = _open_image(path, image_size, resize)
+        if gray is None:
+            high_bit[i] = pixels
+        else:
+            x[i] = pixels
+            all_gray &= gray
+            dicom_windows += path.suffix.lower() == ".dcm"
+    intensity = dict(rule="dicom window", images=dicom_windows) if dicom_windows else None
+    if high_bit:
+        values = np.stack(list(high_bit.values()))
+        low, high = window if window else (float(values.min()), float(values.max()))
+        scaled = np.clip((values - low) / max(high - low, 1e-12), 0, 1) * 255.0
+        x[list(high_bit)] = np.rint(scaled).astype(np.uint8)[..., None]
+        intensity = dict(rule="window" if window else "range", low=float(low), high=float(high), images=len(high_bit))
+        print(f"[datasets] {len(high_bit)} high-bit images scaled linearly from "
+              f"{'the window' if window else 'the dataset range'} {low:g}..{high:g} to 0..255", file=sys.stderr)
+    x = np.ascontiguousarray(x[..., :1]) if all_gray and len(paths) else x
+    return x, intensity
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -531,8 +621,8 @@ def _class_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _read_image_folder(folder: Path, image_size: int):
-    """Images, labels and class names of a folder with one subfolder per class."""
+def _read_image_folder(folder: Path, image_size: int, resize="pad", window=None):
+    """Images, labels, class names and intensity rule of a folder with one subfolder per class."""
     classes = _class_dirs(folder)
     if len(classes) < 2:
         raise DatasetError(
@@ -542,21 +632,21 @@ def _read_image_folder(folder: Path, image_size: int):
     for c, sub in enumerate(classes):
         files = _image_files(sub)
         if not files:
-            raise DatasetError(f"Class folder {sub} contains no PNG/JPEG/BMP images.")
+            raise DatasetError(f"Class folder {sub} contains no PNG/JPEG/BMP/TIFF/DICOM images.")
         paths += files
         labels += [c] * len(files)
-    x = _load_images(paths, image_size)
-    return x, np.asarray(labels, np.int64), [p.name for p in classes]
+    x, intensity = _load_images(paths, image_size, resize, window)
+    return x, np.asarray(labels, np.int64), [p.name for p in classes], intensity
 
 
-def load_image_folder(folder, image_size=64, seed=42) -> Dataset:
+def load_image_folder(folder, image_size=64, seed=42, resize="pad", window=None) -> Dataset:
     """Any folder of class subfolders, 80/20 stratified split."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f"Dataset folder {folder} does not exist.")
-    x, y, names = _read_image_folder(folder, image_size)
+    x, y, names, intensity = _read_image_folder(folder, image_size, resize, window)
     parts = _split(x, y, 0.2, seed, names)
-    return Dataset(*parts, names, int(x.shape[-1]), folder.name)
+    return Dataset(*parts, names, int(x.shape[-1]), folder.name, intensity)
 
 
 def _cells_folder(data_dir) -> Path:
@@ -571,7 +661,7 @@ def _cells_folder(data_dir) -> Path:
     return folder
 
 
-def load_cells(data_dir=None, image_size=64, seed=42) -> Dataset:
+def load_cells(data_dir=None, image_size=64, seed=42, resize="pad") -> Dataset:
     """The malaria cell images (png + txt label), 80/20 stratified split."""
     folder = _cells_folder(data_dir)
     paths = sorted(folder.glob("*.png"))
@@ -590,7 +680,7 @@ def load_cells(data_dir=None, image_size=64, seed=42) -> Dataset:
     y = np.asarray(labels, np.int64)
     if len(np.unique(y)) < 2:
         raise DatasetError(f"{folder} holds only one class of cells; at least 2 are needed.")
-    x = _load_images(paths, image_size)
+    x, _ = _load_images(paths, image_size, resize)
     if x.shape[-1] == 1:
         x = np.repeat(x, 3, axis=-1)
     return Dataset(*_split(x, y, 0.2, seed, CELL_CLASSES), list(CELL_CLASSES), 3, "cells")
@@ -641,9 +731,13 @@ def balanced_test_set(name, data_dir=None, image_size=64, seed=42, exclude=()):
 # ---------------------------------------------------------------- entry point
 
 
-def load_dataset(name, data_dir=None, image_size=64, imbalanced=False, seed=42) -> Dataset:
-    """Load a dataset by name (see DATASET_NAMES) or from a folder path."""
+def load_dataset(name, data_dir=None, image_size=64, imbalanced=False, seed=42, resize="pad", window=None) -> Dataset:
+    """Load a dataset by name (see DATASET_NAMES) or from a folder path. `resize` (RESIZE_MODES)
+    squares non-square images (cells, folders); `window` (low, high) scales a folder's high-bit
+    images instead of its own value range."""
     image_size = _check_image_size(image_size)
+    if resize not in RESIZE_MODES:
+        raise DatasetError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
     if name == "digits":
         return load_digits_dataset(image_size, imbalanced, seed)
     if name == "fashion_mnist":
@@ -651,9 +745,9 @@ def load_dataset(name, data_dir=None, image_size=64, imbalanced=False, seed=42) 
     if name == "cifar10":
         return load_cifar10(data_dir, image_size, imbalanced, seed)
     if name == "cells":
-        return load_cells(data_dir, image_size, seed)
+        return load_cells(data_dir, image_size, seed, resize)
     if Path(name).is_dir():
-        return load_image_folder(name, image_size, seed)
+        return load_image_folder(name, image_size, seed, resize, window)
     raise DatasetError(f"Unknown dataset {name!r}: use one of {', '.join(DATASET_NAMES)} or an existing folder path.")
 
 
@@ -671,6 +765,12 @@ def add_dataset_arguments(parser, defaults):
                        help=f"the paper's imbalanced protocol of digits, fashion_mnist, cifar10 "
                             f"(default: {said['imbalanced']})")
     group.add_argument("--image-size", type=int, help=f"images are resized to S x S (default: {said['image_size']})")
+    group.add_argument("--resize", choices=RESIZE_MODES,
+                       help="how a non-square image becomes square: pad (with its border's colour, the default: "
+                            "cells and lesions keep their shape), crop (its centre) or stretch")
+    group.add_argument("--window", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                       help="16-bit, float and DICOM images without a window: scale LOW..HIGH to 0..255 "
+                            "(default: the dataset's own value range)")
     return group
 
 
@@ -687,7 +787,9 @@ def check_dataset_arguments(args, image_sizes=None):
         raise DatasetError(f"unknown dataset {args.dataset!r}: use one of {', '.join(DATASET_NAMES)} "
                            "or a folder of class subfolders")
     if args.data_dir is not None and not Path(args.data_dir).is_dir():
-        raise DatasetError(f"--data-dir {args.data_dir} does not exist")
+        fetch = {"cells": f"unzip {CELLS_URL} there", "cifar10": f"extract {CIFAR10_BINARY_URL} there",
+                 "fashion_mnist": f"put the files of {FASHION_URL} there"}.get(args.dataset or "digits")
+        raise DatasetError(f"--data-dir {args.data_dir} does not exist" + (f": {fetch}" if fetch else ""))
     if args.imbalanced and (args.dataset or "digits") not in IMBALANCED_PROTOCOLS:
         raise DatasetError(f"--imbalanced applies to {', '.join(IMBALANCED_PROTOCOLS[:-1])} and "
                            f"{IMBALANCED_PROTOCOLS[-1]} (the paper's protocols); cells and class folders are "
@@ -708,7 +810,7 @@ def main(argv=None) -> int:
     try:
         check_dataset_arguments(args)
         ds = load_dataset(args.dataset or "digits", args.data_dir, args.image_size or 64, bool(args.imbalanced),
-                          args.seed)
+                          args.seed, args.resize or "pad", args.window)
     except DatasetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

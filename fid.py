@@ -628,6 +628,8 @@ def dataset_key(run, args):
         imbalanced=bool(config.get("imbalanced", False) if args.imbalanced is None else args.imbalanced),
         image_size=int(args.image_size or config["image_size"]),
         seed=int(config.get("seed", 42) if args.split_seed is None else args.split_seed),
+        resize=args.resize or config["resize"],
+        window=list(args.window) if args.window else config.get("window"),
     )
 
 
@@ -762,7 +764,7 @@ def score(args) -> dict:
     runs, key = _runs_and_dataset(args)
     weights = inception_weights_path(args.weights) if args.features == "inception" else None
     data = load_dataset(key["dataset"], data_dir=key["data_dir"], image_size=key["image_size"],
-                        imbalanced=key["imbalanced"], seed=key["seed"])
+                        imbalanced=key["imbalanced"], seed=key["seed"], resize=key["resize"], window=key["window"])
     for run in runs:
         if list(run.config["class_names"]) != list(data.class_names):
             raise UsageError(f"{run.path} was trained on classes {run.config['class_names']}, "

@@ -131,6 +131,7 @@ class Autoencoder(NamedTuple):
 def _complete(config):
     """config.json of runs written before it recorded the model and its autoencoder, completed."""
     config.setdefault("model", "bagan_gp")
+    config.setdefault("resize", "stretch")
     if "autoencoder" not in config:
         kinds = {"v1": "unsupervised", "v2": "unsupervised", "v3": "supervised"}
         config["autoencoder"] = ("unsupervised" if config["model"] == "bagan" else

@@ -149,7 +149,7 @@ def project(args):
                                  str(args.batch_size), "--cache-dir", args.cache_dir])
     scored, key = fid._runs_and_dataset(score_args)
     data = load_dataset(key["dataset"], data_dir=key["data_dir"], image_size=key["image_size"],
-                        imbalanced=key["imbalanced"], seed=key["seed"])
+                        imbalanced=key["imbalanced"], seed=key["seed"], resize=key["resize"], window=key["window"])
     extractor = fid.inception_extractor(None, seed=score_args.seed)
     scoring = fid.Scoring(data, key, extractor, Path(score_args.cache_dir), score_args.batch_size,
                           score_args.real_per_class)

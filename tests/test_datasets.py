@@ -461,3 +461,115 @@ def test_cifar_balanced_test_set_is_the_test_batch(tmp_path):
     assert "test batch" in description
     np.testing.assert_array_equal(images, x[:20])
     np.testing.assert_array_equal(labels, y[:20])
+
+
+# ---------------------------------------------------------------- medical formats (issue 19)
+
+
+def gradient16(width=16, height=16, low=0, high=4100):
+    """A 16-bit image whose values run from low (left) to high (right): 12-bit data in a 16-bit PNG."""
+    row = np.linspace(low, high, width)
+    return np.rint(np.tile(row, (height, 1))).astype(np.uint16)
+
+
+def save16(path, array, fmt="PNG"):
+    Image.fromarray(array).save(path, format=fmt)  # mode I;16
+
+
+def two_class_folder(root, save, per_class=3):
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            save(root / name, i)
+    return root
+
+
+def test_16bit_png_keeps_its_contrast_by_the_datasets_range(tmp_path, capsys):
+    """12-bit values in 16-bit PNGs came back as 0..15 (a >> 8); now the dataset's range maps to 0..255."""
+    folder = two_class_folder(tmp_path / "ct", lambda d, i: save16(d / f"{i}.png", gradient16(high=4100 - 100 * i)))
+    ds = load_dataset(str(folder), image_size=16)
+    images = np.concatenate([ds.x_train, ds.x_test])
+    assert ds.channels == 1 and images.min() == 0 and images.max() == 255
+    assert ds.intensity == dict(rule="range", low=0.0, high=4100.0, images=6)
+    assert capsys.readouterr().err.count("[datasets]") == 1  # said once, with the numbers
+    windowed = load_dataset(str(folder), image_size=16, window=(1000, 3000))
+    assert windowed.intensity["rule"] == "window"
+    column = np.concatenate([windowed.x_train, windowed.x_test])[..., 0].mean(axis=(0, 1))
+    assert column[:3].max() == 0 and column[-3:].min() == 255  # clipped outside the window
+
+
+@pytest.mark.parametrize("mode", ["I;16", "F"])
+def test_16bit_and_float_tiff(tmp_path, mode):
+    def save(d, i):
+        array = gradient16(high=2000).astype(np.float32 if mode == "F" else np.uint16)
+        Image.fromarray(array, mode=mode if mode == "F" else None).save(d / f"{i}.tif", format="TIFF")
+    ds = load_dataset(str(two_class_folder(tmp_path / "tiff", save)), image_size=16)
+    images = np.concatenate([ds.x_train, ds.x_test])
+    assert images.max() == 255 and images.min() == 0 and ds.intensity["high"] == 2000.0
+
+
+def write_dicom(path, pixels, slope=1.0, intercept=0.0, window=None, photometric="MONOCHROME2", frames=1):
+    import pydicom
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.MediaStorageSOPClassUID = pydicom.uid.SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.PhotometricInterpretation, ds.SamplesPerPixel = "CT", photometric, 1
+    ds.Rows, ds.Columns = pixels.shape[-2:]
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    if window:
+        ds.WindowCenter, ds.WindowWidth = window
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    ds.PixelData = np.ascontiguousarray(pixels, np.uint16).tobytes()
+    ds.save_as(str(path), enforce_file_format=True)
+
+
+def test_dicom_rescale_window_and_monochrome1(tmp_path):
+    pixels = np.tile(np.arange(16, dtype=np.uint16) * 100, (16, 1))  # raw 0..1500
+    # HU = 2 * raw - 1000: -1000..2000; window centre 0, width 1000 -> -500..500 maps to 0..255
+    folder = two_class_folder(tmp_path / "dcm", lambda d, i: write_dicom(
+        d / f"{i}.dcm", pixels, slope=2.0, intercept=-1000.0, window=(0, 1000),
+        photometric="MONOCHROME1" if d.name == "b" else "MONOCHROME2"))
+    ds = load_dataset(str(folder), image_size=16)
+    assert ds.intensity["rule"] == "dicom window"
+    hu = 2.0 * pixels[0] - 1000.0
+    expected = np.rint(np.clip((hu + 500.0) / 1000.0, 0, 1) * 255)
+    for x, y in ((ds.x_train, ds.y_train), (ds.x_test, ds.y_test)):
+        for image, label in zip(x, y):
+            row = image[8, :, 0].astype(float)
+            np.testing.assert_allclose(row, 255 - expected if label == 1 else expected, atol=1)  # b: MONOCHROME1
+
+
+def test_dicom_without_window_uses_the_datasets_range_and_multiframe_is_refused(tmp_path):
+    pixels = np.tile(np.arange(16, dtype=np.uint16) * 10, (16, 1))
+    folder = two_class_folder(tmp_path / "dcm", lambda d, i: write_dicom(d / f"{i}.dcm", pixels, intercept=-20.0))
+    ds = load_dataset(str(folder), image_size=16)
+    assert ds.intensity == dict(rule="range", low=-20.0, high=130.0, images=6)
+    write_dicom(folder / "a" / "cine.dcm", np.stack([pixels, pixels]), frames=2)
+    with pytest.raises(DatasetError, match=r"cine\.dcm has 2 frames"):
+        load_dataset(str(folder), image_size=16)
+
+
+@pytest.mark.parametrize("resize", ["pad", "crop", "stretch"])
+def test_non_square_images_are_padded_by_default(tmp_path, resize):
+    """A 16x8 (wide) image with a white 8x8 square in the middle on grey."""
+    def save(d, i):
+        image = np.full((8, 16), 100, np.uint8)
+        image[:, 4:12] = 255
+        Image.fromarray(image).save(d / f"{i}.png")
+    folder = two_class_folder(tmp_path / "wide", save)
+    ds = load_dataset(str(folder), image_size=16, **({} if resize == "pad" else {"resize": resize}))
+    image = ds.x_train[0, ..., 0].astype(int)
+    if resize == "pad":  # grey bands above and below, the square stays square
+        assert (image[:3] == 100).all() and (image[-3:] == 100).all() and (image[6:10, 6:10] == 255).all()
+        assert (image[6:10, :3] == 100).all()
+    elif resize == "crop":  # the middle 8x8: all white
+        assert (image == 255).all()
+    else:  # stretched: the white band fills the middle half of every row
+        assert (image[:, 6:10] == 255).all() and (image[:, :2] == 100).all()

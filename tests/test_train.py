@@ -501,3 +501,22 @@ def test_dataset_flags_name_what_is_wrong(flags, needle, tmp_path, capsys):
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], lines
     assert not out.exists()
+
+
+def test_a_16bit_folder_records_its_intensity_rule_and_resize(tmp_path):
+    folder = tmp_path / "scans"
+    for c, name in enumerate(("healthy", "lesion")):
+        (folder / name).mkdir(parents=True)
+        for i in range(12):
+            values = np.full((8, 12), 400 * c + 10 * i, np.uint16)  # 12-bit values in 16-bit PNGs, not square
+            values[2:6, 4:8] = 3000 + 50 * i
+            Image.fromarray(values).save(folder / name / f"{i}.png")
+    flags = ["--dataset", str(folder), "--image-size", "32", "--batch-size", "16", "--ae-epochs", "0", "--epochs", "1",
+             "--steps-per-epoch", "1", "--verbose", "0"]
+    assert main(flags + ["--out", str(tmp_path / "range")]) == 0
+    config = json.loads((tmp_path / "range" / "config.json").read_text())
+    assert config["resize"] == "pad" and config["window"] is None
+    assert config["intensity"] == dict(rule="range", low=0.0, high=3550.0, images=24)
+    assert main(flags + ["--out", str(tmp_path / "window"), "--window", "0", "2000", "--resize", "crop"]) == 0
+    config = json.loads((tmp_path / "window" / "config.json").read_text())
+    assert (config["resize"], config["window"], config["intensity"]["rule"]) == ("crop", [0.0, 2000.0], "window")
