@@ -1,17 +1,26 @@
-# The README's two commands: `make train` and `make test`. Both create .venv if it is missing.
+# The README's commands: `make setup`, `make try`, `make train` and `make test`. Each creates .venv if it is
+# missing; GPU=1 installs TensorFlow's CUDA build (requirements-gpu.txt) instead of the CPU one.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 ARGS ?=
+GPU ?=
+REQUIREMENTS := $(if $(GPU),requirements-gpu.txt,requirements.txt)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: train test clean-venv
+.PHONY: setup try train test clean-venv
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-gpu.txt requirements-common.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r $(REQUIREMENTS)
 	touch $@
+
+setup: $(VENV)/.installed
+	@echo "ready: run 'source .venv/bin/activate' once per shell, then the README's python commands work as written"
+
+try: $(VENV)/.installed
+	$(PY) bagan_train.py --epochs 3 --ae-epochs 3 $(ARGS)
 
 train: $(VENV)/.installed
 	$(PY) bagan_train.py $(ARGS)

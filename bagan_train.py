@@ -36,6 +36,7 @@ def train(config, run_dir=None, data=None, strategy=None, verbose=1, callbacks=(
     """
     import keras
     import tensorflow as tf
+    from callbacks import EpochProgress
     from datasets import load_dataset, make_tf_dataset
 
     if run_dir and os.path.exists(os.path.join(run_dir, CONFIG_FILE)):
@@ -64,8 +65,8 @@ def train(config, run_dir=None, data=None, strategy=None, verbose=1, callbacks=(
         batches = make_tf_dataset(data.x_train, data.y_train, config.batch_size, seed=config.seed,
                                   drop_remainder=True, repeat=True, first_epoch=first_epoch, steps_per_epoch=steps)
         model.fit(batches, epochs=config.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
-                  callbacks=gan_callbacks(config, data, run, steps, classifier) + list(callbacks), shuffle=False,
-                  verbose=verbose)
+                  callbacks=gan_callbacks(config, data, run, steps, classifier) + list(callbacks)
+                  + ([EpochProgress(config.label, config.epochs)] if verbose else []), shuffle=False, verbose=verbose)
     if run.writable:
         run.save_networks(model.generator, model.critic)
     return dict(run_dir=str(run.path), epochs=config.epochs, seconds=round(time.time() - started, 1),
@@ -77,7 +78,7 @@ def pretrain_autoencoder(config, data, run, verbose):
     runs.Autoencoder; None for models without one. A run folder that has it already loads it."""
     from autoencoder import (build_decoder, build_embedding, build_encoder, build_supervised_autoencoder,
                              build_unsupervised_autoencoder, compile_autoencoder, synchronize_batch_norm)
-    from callbacks import HistoryCSV, reconstruction_figure
+    from callbacks import EpochProgress, HistoryCSV, reconstruction_figure
     from datasets import make_tf_dataset
 
     if config.autoencoder is None:
@@ -113,7 +114,8 @@ def pretrain_autoencoder(config, data, run, verbose):
                         steps_per_epoch=-(-len(data.x_train) // config.batch_size),
                         validation_data=pairs(data.x_test, data.y_test, False),
                         validation_steps=-(-len(data.x_test) // config.batch_size),
-                        callbacks=[HistoryCSV(run, "autoencoder", config.model_class.title)] if run.writable else [],
+                        callbacks=([HistoryCSV(run, "autoencoder", config.model_class.title)] if run.writable else [])
+                        + ([EpochProgress("autoencoder", config.ae_epochs)] if verbose else []),
                         shuffle=False, verbose=verbose)
     if run.writable:
         reconstruction_figure(run.file("reconstruction.png"), pretrained, data)
@@ -530,7 +532,9 @@ def parse_args(argv=None):
                             "logical CPUs), multiworker (several machines, from TF_CONFIG); --batch-size stays "
                             "the global batch")
     group.add_argument("--json", action="store_true", help="print a JSON summary at the end")
-    group.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="Keras progress output")
+    group.add_argument("--verbose", type=int, choices=[0, 1, 2],
+                       help="Keras progress output: 0 none, 1 a progress bar, 2 one line per epoch (default: 1 on "
+                            "a terminal, 2 in a log file); 1 and 2 add an estimate of the time left")
     return p.parse_args(argv)
 
 
@@ -550,8 +554,9 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return 2
     from callbacks import NonFiniteLoss
+    verbose = args.verbose if args.verbose is not None else (1 if sys.stdout.isatty() else 2)
     try:
-        summary = train(config, run_dir, strategy=strategy, verbose=args.verbose)
+        summary = train(config, run_dir, strategy=strategy, verbose=verbose)
     except (UsageError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -564,7 +569,12 @@ def main(argv=None):
                  else "no epoch was saved yet")
         print(f"\ninterrupted: {saved}; continue with: python bagan_train.py --resume {run_dir}", file=sys.stderr)
         return 130
-    print(json.dumps(summary) if args.json else f"done in {summary['seconds']} s: {run_dir}")
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"done in {summary['seconds']} s: {run_dir}\nnext: look at {os.path.join(run_dir, 'progress.gif')} and "
+              f"losses.png; python generate.py {run_dir} --per-class 500 --to generated/; "
+              f"python fid.py {run_dir} --features classifier; python compare.py --help")
     return 0
 
 

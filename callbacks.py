@@ -38,6 +38,26 @@ class NonFiniteLoss(Exception):
                          f"training stopped, {keep}")
 
 
+class EpochProgress(keras.callbacks.Callback):
+    """One line per finished epoch: the phase, the epoch, its time and an estimate of the time the
+    phase has left (the mean epoch time so far times the epochs to go)."""
+
+    def __init__(self, phase, epochs):
+        super().__init__()
+        self.phase, self.epochs = phase, epochs
+        self.times, self.started = [], time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(time.perf_counter() - self.started)
+        left = (self.epochs - epoch - 1) * float(np.mean(self.times))
+        estimate = f"about {left / 60:.0f} min left" if left >= 90 else f"about {left:.0f} s left"
+        print(f"[{self.phase}] epoch {epoch + 1}/{self.epochs} in {self.times[-1]:.0f} s; "
+              f"{estimate if epoch + 1 < self.epochs else 'done'}", flush=True)
+
+
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
     """Raises NonFiniteLoss at the first non-finite loss, before any callback ends the epoch, so
     no history row, grid or checkpoint is written after it."""

@@ -303,9 +303,13 @@ def new_run_dir(dataset, kind):
 
 
 def run_folders(results_dir, required=(CONFIG_FILE,)):
-    """Run folders in results_dir holding every file in `required`, oldest first (by config.json's time)."""
+    """Run folders in results_dir holding every file in `required`, oldest first by the time their
+    training last finished (generator.keras), else last wrote history.csv or config.json."""
+    def finished(path):
+        return next((path / f).stat().st_mtime for f in (GENERATOR_FILE, HISTORY_FILE, CONFIG_FILE)
+                    if (path / f).exists())
     found = [p for p in Path(results_dir).glob("*/") if all((p / f).exists() for f in required)]
-    return sorted((p.resolve() for p in found), key=lambda p: (p / CONFIG_FILE).stat().st_mtime)
+    return sorted((p.resolve() for p in found), key=finished)
 
 
 def results_dir():
@@ -313,10 +317,10 @@ def results_dir():
     return Path(os.environ.get("BAGAN_RESULTS") or RESULTS_DIR).resolve()
 
 
-def find_run(required=(CONFIG_FILE,)):
-    """The notebooks' run: $BAGAN_RUN if set, else the newest run folder in results_dir() holding
-    every file in `required`."""
-    named = os.environ.get("BAGAN_RUN")
+def find_run(named=None, required=(CONFIG_FILE,)):
+    """The notebooks' run: `named` (their RUN line), else $BAGAN_RUN, else the run folder of
+    results_dir() holding every file in `required` whose training finished last."""
+    named = named or os.environ.get("BAGAN_RUN")
     if named:
         return Run.open(Path(named).expanduser().resolve(), required)
     found = run_folders(results_dir(), required)

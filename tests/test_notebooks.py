@@ -74,6 +74,29 @@ def test_notebooks_are_committed_without_outputs(path):
                           f"`.venv/bin/python tests/test_notebooks.py --strip {path.relative_to(REPO)}`")
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_a_notebook_starts_with_the_run_to_edit(name):
+    """The first code cell has `RUN = None`, the line a user edits (None: BAGAN_RUN, else the newest run)."""
+    nb = json.loads((NOTEBOOKS / f"{name}.ipynb").read_text(encoding="utf-8"))
+    first = next("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert any(line.startswith("RUN = None") for line in first.splitlines()), first[:300]
+
+
+def test_the_newest_run_is_the_one_whose_training_finished_last(tmp_path, monkeypatch):
+    """Not the newest config.json: a resumed old run finishes after a run started later."""
+    from runs import find_run
+    for name, config_time, finished_time in (("resumed", 100, 300), ("started-later", 200, 250)):
+        run = tmp_path / name
+        run.mkdir()
+        for file, when in (("config.json", config_time), ("generator.keras", finished_time)):
+            (run / file).write_text(json.dumps(dict(dataset="digits", image_size=32, class_names=["0", "1"])))
+            os.utime(run / file, (when, when))
+    monkeypatch.delenv("BAGAN_RUN", raising=False)
+    monkeypatch.setenv("BAGAN_RESULTS", str(tmp_path))
+    assert find_run(required=("config.json",)).name == "resumed"
+    assert find_run(str(tmp_path / "started-later")).name == "started-later"  # the notebook's RUN = "..."
+
+
 def test_strip_outputs_empties_outputs_and_counts(tmp_path):
     path = tmp_path / "x.ipynb"
     nb = json.loads((NOTEBOOKS / "progress.ipynb").read_text(encoding="utf-8"))

@@ -520,3 +520,18 @@ def test_a_16bit_folder_records_its_intensity_rule_and_resize(tmp_path):
     assert main(flags + ["--out", str(tmp_path / "window"), "--window", "0", "2000", "--resize", "crop"]) == 0
     config = json.loads((tmp_path / "window" / "config.json").read_text())
     assert (config["resize"], config["window"], config["intensity"]["rule"]) == ("crop", [0.0, 2000.0], "window")
+
+
+def test_a_log_file_gets_one_clean_line_per_epoch_with_the_time_left_and_what_next(tmp_path, capsys):
+    """Not a terminal: Keras' one line per epoch (no carriage returns), our estimate of the time left,
+    and at the end what to do next."""
+    out = tmp_path / "run"
+    assert TINY[-2:] == ["--verbose", "0"]
+    assert main(TINY[:-2] + ["--epochs", "3", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "\r" not in printed
+    lines = printed.splitlines()
+    assert [line.split(" in ")[0] for line in lines if line.startswith("[bagan_gp v3] epoch ")] == [
+        "[bagan_gp v3] epoch 1/3", "[bagan_gp v3] epoch 2/3", "[bagan_gp v3] epoch 3/3"]
+    assert "left" in next(line for line in lines if line.startswith("[bagan_gp v3] epoch 1/3"))
+    assert lines[-1].startswith("next: look at") and f"python generate.py {out}" in lines[-1]
