@@ -18,6 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from console import tensorflow_quiet  # noqa: E402
 from datasets import (MODEL_IMAGE_SIZES, RESIZE_MODES, DatasetError, add_dataset_arguments,  # noqa: E402
                       check_dataset_arguments)
 from runs import (CONFIG_FILE, EVAL_CLASSIFIER_FILE, Autoencoder, Run, UsageError, load_model,  # noqa: E402
@@ -417,29 +418,10 @@ def model_option_names():
     return list(dict.fromkeys(name for model in import_models().values() for name in model.options))
 
 
-TENSORFLOW_NOTICES = ("All log messages before absl::InitializeLog() is called", "oneDNN custom operations are on")
-
-
 def import_models():
-    """bagan_gp.MODELS. TensorFlow loads with it; its two start-up notices (absl's and oneDNN's,
-    written to the stderr file descriptor whatever TF_CPP_MIN_LOG_LEVEL says) are left out, so
-    that a bad flag still reports in one line. Anything else it writes is kept."""
-    if "bagan_gp" not in sys.modules:
-        import tempfile
-        sys.stderr.flush()
-        saved = os.dup(2)
-        with tempfile.TemporaryFile() as captured:
-            os.dup2(captured.fileno(), 2)
-            try:
-                import bagan_gp  # noqa: F401
-            finally:
-                sys.stderr.flush()
-                os.dup2(saved, 2)
-                os.close(saved)
-                captured.seek(0)
-                lines = captured.read().decode(errors="replace").splitlines(keepends=True)
-                sys.stderr.write("".join(line for line in lines if not any(n in line for n in TENSORFLOW_NOTICES)))
-    return sys.modules["bagan_gp"].MODELS
+    """bagan_gp.MODELS (importing it loads TensorFlow, so the registry is read only when needed)."""
+    import bagan_gp
+    return bagan_gp.MODELS
 
 
 # ---------------------------------------------------------------------------------------------
@@ -579,4 +561,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with tensorflow_quiet():
+        sys.exit(main())

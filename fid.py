@@ -946,4 +946,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from console import tensorflow_quiet
+    with tensorflow_quiet():
+        sys.exit(main())

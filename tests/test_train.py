@@ -535,3 +535,18 @@ def test_a_log_file_gets_one_clean_line_per_epoch_with_the_time_left_and_what_ne
         "[bagan_gp v3] epoch 1/3", "[bagan_gp v3] epoch 2/3", "[bagan_gp v3] epoch 3/3"]
     assert "left" in next(line for line in lines if line.startswith("[bagan_gp v3] epoch 1/3"))
     assert lines[-1].startswith("next: look at") and f"python generate.py {out}" in lines[-1]
+
+
+def test_a_normal_run_prints_no_tensorflow_chatter(tmp_path):
+    """No oneDNN or absl notice and no Grappler 'remapper failed' line on the console (the remapper
+    stays on); an error still shows."""
+    proc = subprocess.run([sys.executable, str(REPO / "bagan_train.py"), *TINY, "--epochs", "1", "--out",
+                           str(tmp_path / "run")], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for chatter in ("remapper failed", "oneDNN", "absl::InitializeLog"):
+        assert chatter not in proc.stderr + proc.stdout, chatter
+    proc = subprocess.run([sys.executable, str(REPO / "bagan_train.py"), *TINY, "--epochs", "1", "--learning-rate",
+                           "1e30", "--out", str(tmp_path / "nan")], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 1 and "error: a non-finite loss" in proc.stderr
