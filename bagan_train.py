@@ -191,9 +191,9 @@ DATASET_DEFAULTS = {  # Sec. 4: Fashion-MNIST 15 epochs, CIFAR-10 30; digits: ou
 IMBALANCED_DEFAULTS = {  # a third of the images: three times the epochs, as many generator steps
     "digits": dict(epochs=120, eval_every=10),
 }
-EVAL_CLASSIFIER_EPOCHS = 5
 # Then the model's own (bagan_gp.py): its setting_defaults (BAGAN: the original code's Adam and loss),
 # its default train ratio, no gp_weight without a penalty, and the defaults of its options.
+EVAL_CLASSIFIER_EPOCHS = 5
 BEFORE_THE_SETTING = dict(latent="paper", eval_every=0, ae_loss="mae", dropout=0.0, resize="stretch")
 """What runs written before a setting existed did; --resume fills them in (g_learning_rate: the learning rate)."""
 RESUMABLE = ("epochs", "learning_rate", "g_learning_rate", "keep_checkpoints", "jit_compile", "eval_every")
