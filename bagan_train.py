@@ -163,7 +163,7 @@ def gan_callbacks(config, data, run, steps, classifier=None):
         real_row = np.stack([data.x_train[data.y_train == c][0] for c in range(data.num_classes)])
         noise = np.random.default_rng(config.seed).standard_normal((GRID_ROWS, config.latent_dim))
         callbacks += [HistoryCSV(run, "gan", config.model_class.title),
-                      SampleGrid(run, real_row, noise.astype(np.float32)),
+                      SampleGrid(run, real_row, noise.astype(np.float32), data.class_names),
                       Checkpoint(run, config.keep_checkpoints), ProgressGIF(run),
                       keras.callbacks.TensorBoard(str(run.file("tensorboard")), update_freq="epoch")]
     return callbacks

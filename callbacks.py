@@ -142,18 +142,19 @@ class BestGenerator(keras.callbacks.Callback):
 
 class SampleGrid(keras.callbacks.Callback):
     """samples/epoch_NNN.png in the layout of Eq. (16): a row of real images, then one row per
-    fixed noise vector, one column per class; one batched generator call per epoch."""
+    fixed noise vector, one column per class, labelled; one batched generator call per epoch."""
 
-    def __init__(self, run, real_row, noise):
+    def __init__(self, run, real_row, noise, class_names):
         super().__init__()
         self.dir = run.file("samples")
         self.dir.mkdir(exist_ok=True)
         self.real_row = real_row
         self.noise = noise
+        self.labels = ["real"] + [f"z{r}" for r in range(1, len(noise) + 1)], [str(n) for n in class_names]
 
     def on_epoch_end(self, epoch, logs=None):
         rows = generate_grid_rows(self.model.generator, self.noise, len(self.real_row))
-        save_png(self.dir / f"epoch_{epoch + 1:03d}.png", image_grid([self.real_row] + rows))
+        save_png(self.dir / f"epoch_{epoch + 1:03d}.png", labelled_grid([self.real_row] + rows, *self.labels))
 
 
 class Checkpoint(keras.callbacks.Callback):
@@ -204,6 +205,38 @@ def image_grid(rows):
     return grid
 
 
+def labelled_grid(rows, row_labels=(), column_labels=()):
+    """image_grid with `row_labels` left of its rows and `column_labels` above its columns (written
+    upwards when one is wider than a tile), black on white; the grid itself sits in the picture's
+    bottom-right corner."""
+    from PIL import Image, ImageDraw, ImageFont
+    grid = image_grid(rows)
+    height, width = rows[0].shape[1:3]
+    font = ImageFont.load_default()
+    sizes = [font.getbbox(text)[2:] for text in column_labels]
+    upright = all(w <= width + GRID_PAD for w, _ in sizes)
+    left = max((font.getbbox(text)[2] for text in row_labels), default=-6) + 6
+    top = (max((h if upright else w for w, h in sizes), default=-6) + 6) if column_labels else 0
+    mode = "L" if grid.shape[-1] == 1 else "RGB"
+    canvas = Image.new(mode, (left + grid.shape[1], top + grid.shape[0]), "white")
+    canvas.paste(Image.fromarray(grid[..., 0] if mode == "L" else grid), (left, top))
+    draw = ImageDraw.Draw(canvas)
+    for r, text in enumerate(row_labels):
+        draw.text((left - 3, top + GRID_PAD + r * (height + GRID_PAD) + height // 2), text, fill="black",
+                  font=font, anchor="rm")
+    for c, text in enumerate(column_labels):
+        x = left + GRID_PAD + c * (width + GRID_PAD) + width // 2
+        if upright:
+            draw.text((x, top - 3), text, fill="black", font=font, anchor="md")
+            continue
+        w, h = sizes[c]
+        label = Image.new(mode, (w + 2, h + 2), "white")
+        ImageDraw.Draw(label).text((1, 1), text, fill="black", font=font)
+        label = label.rotate(90, expand=True)
+        canvas.paste(label, (x - label.width // 2, top - 3 - label.height))
+    return np.asarray(canvas)[..., None] if mode == "L" else np.asarray(canvas)
+
+
 def generate_grid_rows(generator, noise, num_classes):
     """G(z_r, c) for every fixed noise vector r and class c, in one batched call (Eq. 16)."""
     rows = len(noise)
@@ -215,8 +248,8 @@ def generate_grid_rows(generator, noise, num_classes):
 
 def reconstruction_figure(path, autoencoder, data, per_class=6):
     """reconstruction.png: for each class a row of real test images and one of their
-    reconstructions by a runs.Autoencoder."""
-    rows = []
+    reconstructions by a runs.Autoencoder, labelled."""
+    rows, labels = [], []
     for c in range(data.num_classes):
         pool = data.x_test[data.y_test == c]
         if len(pool) == 0:
@@ -226,13 +259,21 @@ def reconstruction_figure(path, autoencoder, data, per_class=6):
             real = np.concatenate([real, np.zeros((per_class - len(real),) + real.shape[1:], np.uint8)])
         reconstructed = autoencoder.reconstruct(to_model_range(real), np.full(per_class, c, np.int32))
         rows += [real, to_uint8(reconstructed)]
-    save_png(path, image_grid(rows))
+        labels += [f"{data.class_names[c]}: real", f"{data.class_names[c]}: reconstructed"]
+    save_png(path, labelled_grid(rows, labels))
 
 
 def plot_losses(rows, path, title, train_counts=None, best=None):
-    """losses.png: autoencoder train/test MAE and the GAN's logged losses per epoch; with the
-    in-training evaluation, its per-class KID and recognition too, minority classes (under half the
-    largest class's training images) dashed and the best epoch marked."""
+    """losses.png: losses_figure saved."""
+    fig = losses_figure(rows, title, train_counts, best)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=80))
+
+
+def losses_figure(rows, title, train_counts=None, best=None):
+    """The autoencoder's train/test MAE and the GAN's logged losses per epoch (whole-number epochs,
+    a marker on every point of a short curve, so a single epoch shows); with the in-training
+    evaluation, its per-class KID and recognition too, minority classes (under half the largest
+    class's training images) dashed and the best epoch marked."""
     from matplotlib.figure import Figure  # no pyplot: a notebook's backend stays as it is
     from matplotlib.ticker import MaxNLocator
     evaluated = any(key.startswith("kid/") for r in rows for key in r)
@@ -245,7 +286,8 @@ def plot_losses(rows, path, title, train_counts=None, best=None):
             if "/" in key or key in ("kid_worst", "eval_seconds", "seconds"):
                 continue
             points = [(int(r["epoch"]), float(r[key])) for r in phase_rows if key in r]
-            ax.plot(*zip(*points), label={"loss": "train MAE", "val_loss": "test MAE"}.get(key, key))
+            ax.plot(*zip(*points), marker="." if len(points) < 30 else None,
+                    label={"loss": "train MAE", "val_loss": "test MAE"}.get(key, key))
         ax.set_title({"autoencoder": "autoencoder reconstruction", "gan": title}[phase])
     if evaluated:
         names = list(dict.fromkeys(k[4:] for r in gan for k in r if k.startswith("kid/")))
@@ -271,7 +313,7 @@ def plot_losses(rows, path, title, train_counts=None, best=None):
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=80))
+    return fig
 
 
 def assemble_gif(samples_dir, gif_path, duration=500):

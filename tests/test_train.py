@@ -99,22 +99,29 @@ def test_smoke_run_writes_pictures(smoke_run, digits32):
             im.load()
             assert im.width > 50 and im.height > 50
     with Image.open(run / "reconstruction.png") as im:
-        # A row of real images and a row of reconstructions per class.
-        assert im.height == grid_size(2 * len(CLASSES), 1)[1]
-        assert (im.width - PAD) % (TILE + PAD) == 0
+        # A row of real images and a row of reconstructions per class, labelled at the left.
+        picture = np.asarray(im)
+    width, height = grid_size(2 * len(CLASSES), 6)
+    assert picture.shape[0] == height and picture.shape[1] > width
+    assert (picture[:, :picture.shape[1] - width] < 128).any(), "no row labels"
 
     samples = sorted(p.name for p in (run / "samples").iterdir())
     assert samples == ["epoch_001.png", "epoch_002.png"]
     grids = []
+    width, height = grid_size(1 + GRID_ROWS, len(CLASSES))
     for name in samples:
         with Image.open(run / "samples" / name) as im:
             assert im.format == "PNG"
-            assert im.size == grid_size(1 + GRID_ROWS, len(CLASSES))
             grids.append(np.asarray(im))
+    picture = grids[0]
+    top, left = picture.shape[0] - height, picture.shape[1] - width  # the grid: the bottom-right corner
+    assert top > 0 and left > 0
+    assert (picture[:top, left:] < 128).any(), "no class names above the columns"
+    assert (picture[top:, :left] < 128).any(), "no row labels (real, z1 ...)"
     # Eq. 16 layout: the first row holds the first training image of each class.
     for c in range(len(CLASSES)):
-        x = PAD + c * (TILE + PAD)
-        np.testing.assert_array_equal(grids[0][PAD:PAD + TILE, x:x + TILE],
+        x = left + PAD + c * (TILE + PAD)
+        np.testing.assert_array_equal(picture[top + PAD:top + PAD + TILE, x:x + TILE],
                                       digits32.x_train[digits32.y_train == c][0][..., 0])
     assert not np.array_equal(grids[0], grids[1]), "the generator did not change between epochs"
 
@@ -550,3 +557,13 @@ def test_a_normal_run_prints_no_tensorflow_chatter(tmp_path):
                            "1e30", "--out", str(tmp_path / "nan")], capture_output=True, text=True, timeout=300,
                           cwd=tmp_path, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert proc.returncode == 1 and "error: a non-finite loss" in proc.stderr
+
+
+def test_losses_show_a_single_epoch_and_whole_epochs():
+    from callbacks import losses_figure
+    rows = [dict(phase="autoencoder", epoch=1, loss=0.3, val_loss=0.2)] + [
+        dict(phase="gan", epoch=e, d_loss=1.0 / e, g_loss=0.5) for e in (1, 2, 3)]
+    autoencoder, gan = losses_figure(rows, "BAGAN-GP").axes[:2]
+    assert [line.get_marker() for line in autoencoder.lines] == [".", "."]  # one epoch: a dot, not nothing
+    ticks = gan.get_xticks()
+    assert all(float(t).is_integer() for t in ticks)
