@@ -102,11 +102,14 @@ def pretrain_autoencoder(config, data, run, verbose):
         autoencoder = build_unsupervised_autoencoder(encoder, decoder)
     compile_autoencoder(autoencoder, config.learning_rate, config.beta_1, config.beta_2, config.ae_loss)
 
+    def input_and_target(image, label):
+        return ((image, label) if supervised else image), image
+
     def pairs(x, y, shuffle):
         """((image, label) or image, image) batches, the autoencoder's input and target."""
         ds = make_tf_dataset(x, y, config.batch_size, shuffle=shuffle, seed=config.seed, repeat=True,
                              steps_per_epoch=-(-len(x) // config.batch_size))
-        return ds.map(lambda image, label: (((image, label) if supervised else image), image))
+        return ds.map(input_and_target)
 
     if config.ae_epochs > 0:
         print(f"[autoencoder] {config.autoencoder}, {config.ae_epochs} epochs on {len(data.x_train)} images",
