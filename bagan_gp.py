@@ -27,12 +27,17 @@ A model class describes itself: `title`, `default_train_ratio` (critic steps per
 `uses_gradient_penalty`, `critic_terms` (the logged parts of its critic loss) and `options` (the
 settings that apply to it alone, with their defaults); `build` makes its networks. The training
 script, config.json, history.csv and the plots read those, so a new baseline is one class here.
+
+Two training aids apply to every model (off by default): an exponential moving average of the
+generator's weights (`ema_decay`; `sampling_generator` is what samples), and DiffAugment's
+differentiable transforms (augment.py) on every image the critic sees, the penalty's included.
 """
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
+from augment import diff_augment, parse_policy
 from autoencoder import build_decoder, build_embedding, downsampling_stack
 from datasets import to_model_range
 
@@ -214,6 +219,10 @@ class AdversarialModel(keras.Model):
     batch: the losses are means over that share, so their gradients are scaled by 1 / replicas
     before the optimizers sum them (`replica_loss_scale`); every random draw is made for the
     global batch and each replica keeps its own rows (`replica_rows`).
+
+    `ema_decay` > 0 keeps an exponential moving average of the generator's variables, updated
+    after each generator step (`update_average`); `diffaugment` names the transforms of augment.py
+    applied to every batch the critic sees (`augment`).
     """
 
     model_name = None               # the --model value
@@ -226,7 +235,7 @@ class AdversarialModel(keras.Model):
     setting_defaults = {}           # its own defaults of the general settings (learning rate, ...)
 
     def __init__(self, generator, critic, num_classes, latent_dim=128, train_ratio=5, gp_weight=10.0,
-                 seed=None, **kwargs):
+                 seed=None, ema_decay=0.0, diffaugment=None, **kwargs):
         super().__init__(**kwargs)
         self.generator = generator
         self.critic = critic
@@ -235,6 +244,15 @@ class AdversarialModel(keras.Model):
         self.train_ratio = train_ratio
         self.gp_weight = gp_weight if self.uses_gradient_penalty else 0.0
         self.seed_generator = keras.random.SeedGenerator(seed)
+        self.diffaugment = parse_policy(diffaugment)
+        self.ema_decay = float(ema_decay or 0.0)
+        self.generator_average = []
+        if self.ema_decay:
+            # Variables of their own: a replica may update them, each replica holding the same value.
+            self.generator_average = [keras.Variable(ops.convert_to_tensor(v), dtype=v.dtype, trainable=False,
+                                                     aggregation="only_first_replica", name=f"average_{i}")
+                                      for i, v in enumerate(generator.variables)]
+            self.averaged_generator = keras.models.clone_model(generator)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_parts}
         self.built = True  # its networks are; fit under a strategy would otherwise call it on images
 
@@ -257,9 +275,10 @@ class AdversarialModel(keras.Model):
         return cls.autoencoder
 
     @classmethod
-    def build(cls, data, pretrained=None, *, latent_dim, train_ratio, gp_weight, seed, batch_size, **options):
+    def build(cls, data, pretrained=None, *, latent_dim, batch_size, **settings):
         """The model and its networks for `data` (a datasets.Dataset), started from the
-        `pretrained` runs.Autoencoder where the model has one."""
+        `pretrained` runs.Autoencoder where the model has one. `settings`: the model's options, and
+        the rest of __init__'s keywords (train_ratio, gp_weight, seed, ema_decay, diffaugment)."""
         raise NotImplementedError
 
     # -------------------------------------------------------------------------------- training
@@ -285,7 +304,7 @@ class AdversarialModel(keras.Model):
         def optimizer_state(optimizer):
             return [v for v in optimizer.variables if not v.path.endswith("learning_rate")]
         return (self.generator.variables + self.critic.variables + optimizer_state(self.d_optimizer)
-                + optimizer_state(self.g_optimizer) + [self.seed_generator.state])
+                + optimizer_state(self.g_optimizer) + [self.seed_generator.state] + self.generator_average)
 
     def train_step(self, data):
         real_images, real_labels = data
@@ -293,6 +312,8 @@ class AdversarialModel(keras.Model):
         for _ in range(self.train_ratio):
             d_loss, parts = self.critic_step(real_images, real_labels)
         g_loss = self.generator_step(real_labels)
+        if self.ema_decay:
+            self.update_average()
         for name, value in dict(parts, d_loss=d_loss, g_loss=g_loss).items():
             self.trackers[name].update_state(value)
         return {name: tracker.result() for name, tracker in self.trackers.items()}
@@ -320,6 +341,40 @@ class AdversarialModel(keras.Model):
         self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_weights))
         return g_loss
 
+    def update_average(self):
+        """The generator's exponential moving average, after generator step t (counted by its optimizer):
+        average <- d * average + (1 - d) * variable, d = min(ema_decay, (1 + t) / (10 + t)).
+
+        The warm-up (tf.train.ExponentialMovingAverage's, by number of updates) lets the random or
+        pretrained start fade within tens of steps. Every variable is averaged the same way, batch
+        normalisation's moving mean and variance included, so the averaged generator's statistics
+        come from the same window of training as its weights.
+        """
+        t = ops.cast(self.g_optimizer.iterations, "float32")
+        decay = ops.minimum(self.ema_decay, (1.0 + t) / (10.0 + t))
+        for average, variable in zip(self.generator_average, self.generator.variables):
+            average.assign(decay * average + (1.0 - decay) * variable)
+
+    def sampling_generator(self):
+        """The generator that sample grids, the in-training evaluation and generator.keras use: with
+        ema_decay the averaged one (its weights refreshed on each call), else the trained one."""
+        if not self.ema_decay:
+            return self.generator
+        self.averaged_generator.set_weights([ops.convert_to_numpy(v) for v in self.generator_average])
+        return self.averaged_generator
+
+    def augment(self, images):
+        """DiffAugment's transforms (augment.py) on a batch the critic is about to see, each image its
+        own draw from the model's seed; the images unchanged without --diffaugment. Real and generated
+        batches are augmented in separate calls, so that an image's draw is the same on one device
+        as on several (`replica_rows`)."""
+        if not self.diffaugment:
+            return images
+
+        def uniform(shape):
+            return self.replica_rows(lambda rows: keras.random.uniform(rows, seed=self.seed_generator), shape)
+        return diff_augment(images, self.diffaugment, uniform)
+
     # -------------------------------------------------------------------------------- the penalty
 
     def gradient_penalty(self, real_images, fake_images, labels):
@@ -330,7 +385,7 @@ class AdversarialModel(keras.Model):
         batch_size = ops.shape(real_images)[0]
         alpha = self.replica_rows(lambda shape: keras.random.uniform(shape, seed=self.seed_generator),
                                   (batch_size, 1, 1, 1))
-        interpolated = alpha * real_images + (1.0 - alpha) * fake_images
+        interpolated = self.augment(alpha * real_images + (1.0 - alpha) * fake_images)
         with tf.GradientTape() as tape:
             tape.watch(interpolated)
             logits = self.critic([interpolated, labels], training=True)
@@ -435,8 +490,8 @@ class BAGANGP(AdversarialModel):
         return VARIANTS[options["variant"]]["autoencoder"] if "variant" in options else cls.autoencoder
 
     @classmethod
-    def build(cls, data, pretrained=None, *, latent_dim, train_ratio, gp_weight, seed, batch_size,
-              variant=None, critic_init="none", latent="paper"):
+    def build(cls, data, pretrained=None, *, latent_dim, batch_size, variant=None, critic_init="none",
+              latent="paper", **common):
         """The generator and the critic of Fig. 4 and 5; the critic's convolutions from the encoder
         with critic_init "encoder".
 
@@ -463,7 +518,7 @@ class BAGANGP(AdversarialModel):
         labels = VARIANTS[variant] if variant else {}
         return cls(generator, critic, num_classes,
                    balanced_labels=labels.get("balanced_labels"), wrong_label_term=labels.get("wrong_label_term"),
-                   latent_dim=latent_dim, train_ratio=train_ratio, gp_weight=gp_weight, seed=seed)
+                   latent_dim=latent_dim, **common)
 
     def fake_labels(self, real_labels):
         """Balanced labels (v2, v3) or the real batch's labels (v1, cDRAGAN, WGAN-GP, CGAN)."""
@@ -483,12 +538,12 @@ class BAGANGP(AdversarialModel):
         concatenated batch.
         """
         batch_size = ops.shape(real_images)[0]
-        images = ops.concatenate([real_images, fake_images], 0)
+        images = ops.concatenate([self.augment(real_images), self.augment(fake_images)], 0)
         with_wrong = wrong_labels is not None
         labels = ops.concatenate([real_labels, fake_labels] + ([wrong_labels] if with_wrong else []), 0)
         parts = critic_parts(self.critic)
         if parts is None:
-            images = ops.concatenate([images, real_images], 0) if with_wrong else images
+            images = ops.concatenate([images, images[:batch_size]], 0) if with_wrong else images
             logits = self.critic([images, labels], training=True)
         else:
             body, head = parts
@@ -511,7 +566,7 @@ class BAGANGP(AdversarialModel):
     def generator_loss(self, real_labels):
         """Eq. (15): the critic should call G(z, y_f) real for the label it was asked for."""
         fake_labels = self.fake_labels(real_labels)
-        logits = self.critic([self.generate(fake_labels), fake_labels], training=True)
+        logits = self.critic([self.augment(self.generate(fake_labels)), fake_labels], training=True)
         return self.adversarial_loss(logits, 1.0)
 
 
@@ -536,14 +591,13 @@ class BAGAN(AdversarialModel):
     setting_defaults = dict(learning_rate=5e-5, beta_2=0.999, ae_loss="mse")  # the original code's
 
     @classmethod
-    def build(cls, data, pretrained=None, *, latent_dim, train_ratio, gp_weight, seed, batch_size, dropout=0.3):
+    def build(cls, data, pretrained=None, *, latent_dim, batch_size, dropout=0.3, **common):
         """Class statistics of the encoded training images -> labeled latent -> the pretrained decoder."""
         means, covariances = class_conditional_statistics(
             encode(pretrained.encoder, data.x_train, batch_size), data.y_train, data.num_classes)
         generator = build_generator(build_class_conditional_latent(means, covariances), pretrained.decoder)
         critic = build_bagan_discriminator(pretrained.encoder, data.num_classes, dropout)
-        return cls(generator, critic, data.num_classes, latent_dim=latent_dim, train_ratio=train_ratio,
-                   gp_weight=gp_weight, seed=seed)
+        return cls(generator, critic, data.num_classes, latent_dim=latent_dim, **common)
 
     @property
     def fake_class(self):
@@ -556,14 +610,15 @@ class BAGAN(AdversarialModel):
 
     def critic_loss(self, real_images, real_labels, fake_images, fake_labels):
         batch_size = ops.shape(real_images)[0]
-        logits = ops.cast(self.critic(ops.concatenate([real_images, fake_images], 0), training=True), "float32")
+        images = ops.concatenate([self.augment(real_images), self.augment(fake_images)], 0)
+        logits = ops.cast(self.critic(images, training=True), "float32")
         targets = ops.concatenate([real_labels, ops.full_like(fake_labels, self.fake_class)], 0)
         ce = ops.sparse_categorical_crossentropy(targets, logits, from_logits=True)
         return ops.mean(ce), {"d_real": ops.mean(ce[:batch_size]), "d_fake": ops.mean(ce[batch_size:])}
 
     def generator_loss(self, real_labels):
         fake_labels = self.sample_balanced_labels(ops.shape(real_labels)[0])
-        return softmax_cross_entropy(self.critic(self.generate(fake_labels), training=True), fake_labels)
+        return softmax_cross_entropy(self.critic(self.augment(self.generate(fake_labels)), training=True), fake_labels)
 
 
 @registered
@@ -638,15 +693,14 @@ class ACGAN(AdversarialModel):
         return {"real_fraction": real_fraction, "alternate": alternate}
 
     @classmethod
-    def build(cls, data, pretrained=None, *, latent_dim, train_ratio, gp_weight, seed, batch_size,
-              real_fraction=0.5, alternate=False):
+    def build(cls, data, pretrained=None, *, latent_dim, batch_size, real_fraction=0.5, alternate=False,
+              **common):
         """Generator = a fresh embedding + decoder; the two-headed discriminator of Fig. 3."""
         shape, num_classes = data.x_train.shape[1:], data.num_classes
         decoder = build_decoder(shape, latent_dim)
         generator = build_generator(build_embedding(num_classes, latent_dim), decoder)
         return cls(generator, build_acgan_discriminator(shape, num_classes), num_classes,
-                   real_fraction=real_fraction, alternate=alternate, latent_dim=latent_dim,
-                   train_ratio=train_ratio, gp_weight=gp_weight, seed=seed)
+                   real_fraction=real_fraction, alternate=alternate, latent_dim=latent_dim, **common)
 
     def begin_epoch(self, epoch):
         """v3's schedule: every third epoch (3, 6, ...) half the batch is real."""
@@ -665,7 +719,8 @@ class ACGAN(AdversarialModel):
     def critic_loss(self, real_images, real_labels, fake_images, fake_labels):
         """L_S + L_C over one batch of real and fake images, each image weighing the same."""
         batch_size = ops.shape(real_images)[0]
-        source, classes = self.critic(ops.concatenate([real_images, fake_images], 0), training=True)
+        images = ops.concatenate([self.augment(real_images), self.augment(fake_images)], 0)
+        source, classes = self.critic(images, training=True)
         source = ops.cast(source[:, 0], "float32")
         is_real = ops.concatenate([ops.ones_like(real_labels), ops.zeros_like(fake_labels)], 0)
         source_ce = ops.binary_crossentropy(ops.cast(is_real, "float32"), source, from_logits=True)
@@ -676,5 +731,5 @@ class ACGAN(AdversarialModel):
 
     def generator_loss(self, real_labels):
         fake_labels = self.labels_like_data(real_labels, ops.shape(real_labels)[0])
-        source, classes = self.critic(self.generate(fake_labels), training=True)
+        source, classes = self.critic(self.augment(self.generate(fake_labels)), training=True)
         return sigmoid_cross_entropy(source, 1.0) + softmax_cross_entropy(classes, fake_labels)

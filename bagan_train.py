@@ -19,10 +19,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from console import tensorflow_quiet  # noqa: E402
-from datasets import (MODEL_IMAGE_SIZES, RESIZE_MODES, DatasetError, add_dataset_arguments,  # noqa: E402
-                      check_dataset_arguments)
-from runs import (CONFIG_FILE, EVAL_CLASSIFIER_FILE, Autoencoder, Run, UsageError, load_model,  # noqa: E402
-                  new_run_dir, save_json, save_model)
+from datasets import (MODEL_IMAGE_SIZES, PAPER_IMAGE_SIZE, RESIZE_MODES, TRAINING_IMAGE_SIZES,  # noqa: E402
+                      DatasetError, add_dataset_arguments, check_dataset_arguments)
+from runs import (CONFIG_FILE, EVAL_CLASSIFIER_FILE, RAW_GENERATOR_FILE, Autoencoder, Run, UsageError,  # noqa: E402
+                  load_model, new_run_dir, save_json, save_model)
 
 
 def train(config, run_dir=None, data=None, strategy=None, verbose=1, callbacks=()):
@@ -69,7 +69,9 @@ def train(config, run_dir=None, data=None, strategy=None, verbose=1, callbacks=(
                   callbacks=gan_callbacks(config, data, run, steps, classifier) + list(callbacks)
                   + ([EpochProgress(config.label, config.epochs)] if verbose else []), shuffle=False, verbose=verbose)
     if run.writable:
-        run.save_networks(model.generator, model.critic)
+        run.save_networks(model.sampling_generator(), model.critic)
+        if model.ema_decay:
+            save_model(model.generator, run.file(RAW_GENERATOR_FILE))
     return dict(run_dir=str(run.path), epochs=config.epochs, seconds=round(time.time() - started, 1),
                 last=run.history()[-1:])
 
@@ -184,10 +186,10 @@ def setting(help=None, default=None, **flag):
 
 # Defaults, from the most general to the most specific; a flag or keyword argument beats them all.
 PAPER_DEFAULTS = dict(  # Sec. 4 (epochs: the cell set's; the autoencoder's and the evaluation's are ours)
-    image_size=64, batch_size=128, latent_dim=128, learning_rate=2e-4, beta_1=0.5, beta_2=0.9,
+    image_size=PAPER_IMAGE_SIZE, batch_size=128, latent_dim=128, learning_rate=2e-4, beta_1=0.5, beta_2=0.9,
     gp_weight=10.0, epochs=100, ae_epochs=30, ae_loss="mae", eval_every=10)
 DATASET_DEFAULTS = {  # Sec. 4: Fashion-MNIST 15 epochs, CIFAR-10 30; digits: ours, about 10 minutes
-    "digits": dict(image_size=32, batch_size=64, epochs=40, eval_every=5),
+    "digits": dict(image_size=TRAINING_IMAGE_SIZES["digits"], batch_size=64, epochs=40, eval_every=5),
     "fashion_mnist": dict(epochs=15, ae_epochs=10, eval_every=1),
     "cifar10": dict(epochs=30, ae_epochs=10, eval_every=3),
 }
@@ -197,7 +199,7 @@ IMBALANCED_DEFAULTS = {  # a third of the images: three times the epochs, as man
 # Then the model's own (bagan_gp.py): its setting_defaults (BAGAN: the original code's Adam and loss),
 # its default train ratio, no gp_weight without a penalty, and the defaults of its options.
 EVAL_CLASSIFIER_EPOCHS = 5
-BEFORE_THE_SETTING = dict(latent="paper", eval_every=0, ae_loss="mae", dropout=0.0, resize="stretch")
+BEFORE_THE_SETTING = dict(latent="paper", eval_every=0, ae_loss="mae", dropout=0.0, resize="stretch", ema_decay=0.0)
 """What runs written before a setting existed did; --resume fills them in (g_learning_rate: the learning rate)."""
 RESUMABLE = ("epochs", "learning_rate", "g_learning_rate", "keep_checkpoints", "jit_compile", "eval_every")
 """What --resume may change; the checkpoint holds everything else."""
@@ -257,6 +259,12 @@ class TrainConfig:
     ae_loss: str = setting("the autoencoder's reconstruction error: mae (the BAGAN-GP code's) or mse (BAGAN's "
                            "default)", choices=("mae", "mse"))
     steps_per_epoch: int = setting("cap on generator steps per epoch (smoke runs)", type=int)
+    ema_decay: float = setting("keep an exponential moving average of the generator's weights with this decay "
+                               "(e.g. 0.999, warmed up over the first steps); samples, the evaluation and "
+                               "generator.keras use it, generator_raw.keras is the trained one. 0: off",
+                               default=0.0, type=float)
+    diffaugment: str = setting("differentiable augmentation of every image the critic sees (DiffAugment): any of "
+                               "translation,cutout,color, separated by commas (or +); none: off")
     eval_every: int = setting("every N epochs, score the generator per class (KID and recognition by a classifier of "
                               "the training split) and keep generator_best.keras by the worst class; 0: never "
                               "(digits 5, imbalanced 10; fashion_mnist 1; cifar10 3; others 10)", type=int)
@@ -349,6 +357,13 @@ class TrainConfig:
                 raise UsageError(f"{flag(name)[2:]} must be at least 0, got {getattr(self, name)}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise UsageError("steps-per-epoch must be at least 1")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise UsageError(f"--ema-decay must be at least 0 and below 1, got {self.ema_decay}")
+        from augment import parse_policy
+        try:
+            self.diffaugment = ",".join(parse_policy(self.diffaugment)) or None
+        except ValueError as e:
+            raise UsageError(str(e)) from None
         if self.window is not None and (len(self.window) != 2 or not self.window[0] < self.window[1]):
             raise UsageError(f"--window needs LOW HIGH with LOW < HIGH, got {self.window}")
         for f in dataclasses.fields(self):
@@ -396,7 +411,8 @@ class TrainConfig:
     def model_settings(self):
         """The keyword arguments of the model class's `build`."""
         return dict(latent_dim=self.latent_dim, train_ratio=self.train_ratio, gp_weight=self.gp_weight,
-                    seed=self.seed, batch_size=self.batch_size, **self.options)
+                    seed=self.seed, batch_size=self.batch_size, ema_decay=self.ema_decay,
+                    diffaugment=self.diffaugment, **self.options)
 
     def steps_per_epoch_for(self, data):
         steps = len(data.x_train) // self.batch_size

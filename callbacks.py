@@ -127,13 +127,14 @@ class BestGenerator(keras.callbacks.Callback):
         if (epoch + 1) % self.every:
             return
         started = time.perf_counter()
-        kid, recognised = class_scores(self.model.generator, self.classifier, self.real, EVAL_PER_CLASS, self.seed)
+        generator = self.model.sampling_generator()
+        kid, recognised = class_scores(generator, self.classifier, self.real, EVAL_PER_CLASS, self.seed)
         worst = max(v for v in kid if not math.isnan(v))
         scores = {**{f"kid/{n}": v for n, v in zip(self.names, kid)},
                   **{f"recognised/{n}": v for n, v in zip(self.names, recognised)}, "kid_worst": worst}
         if worst < self.best:
             self.best = worst
-            save_model(self.model.generator, self.run.file(BEST_GENERATOR_FILE))
+            save_model(generator, self.run.file(BEST_GENERATOR_FILE))
             save_json(self.run.file(BEST_FILE), dict(epoch=epoch + 1, kid_worst=worst, kid=dict(zip(self.names, kid)),
                                                      recognised=dict(zip(self.names, recognised))))
         if logs is not None:
@@ -153,7 +154,7 @@ class SampleGrid(keras.callbacks.Callback):
         self.labels = ["real"] + [f"z{r}" for r in range(1, len(noise) + 1)], [str(n) for n in class_names]
 
     def on_epoch_end(self, epoch, logs=None):
-        rows = generate_grid_rows(self.model.generator, self.noise, len(self.real_row))
+        rows = generate_grid_rows(self.model.sampling_generator(), self.noise, len(self.real_row))
         save_png(self.dir / f"epoch_{epoch + 1:03d}.png", labelled_grid([self.real_row] + rows, *self.labels))
 
 

@@ -71,7 +71,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from datasets import (BALANCED_TEST_SETS, DatasetError, add_dataset_arguments, balanced_test_set,  # noqa: E402
-                      check_dataset_arguments)
+                      check_dataset_arguments, default_image_size)
 from runs import (GENERATORS, RESULTS_DIR, Run, UsageError, atomic_write, generated_batches,  # noqa: E402
                   load_model, save_json)
 
@@ -425,7 +425,7 @@ def _protocol(args, runs):
     if args.image_size is None and len(sizes) > 1:
         raise UsageError(f"the runs generate different image sizes ({', '.join(map(str, sizes))}); "
                          "choose one with --image-size")
-    image_size = args.image_size or (sizes[0] if sizes else 32 if dataset == "digits" else 64)
+    image_size = args.image_size or (sizes[0] if sizes else default_image_size(dataset))
     split_seed = args.split_seed if args.split_seed is not None else \
         int(runs[0].config.get("seed", 42)) if runs else 42
     data_dir = args.data_dir if args.data_dir is not None else (runs[0].config.get("data_dir") if runs else None)

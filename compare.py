@@ -335,7 +335,8 @@ def parse_args(argv=None):
                                             "(fid.py, classify.py) and write a report.")
     add_dataset_arguments(p, dict(dataset="digits", imbalanced="no", image_size="64; digits 32"))
     p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), metavar="NAME[:setting=value,...]",
-                   help=f"the models (default: {' '.join(DEFAULT_MODELS)})")
+                   help=f"the models (default: {' '.join(DEFAULT_MODELS)}); a setting of one entry, e.g. "
+                        "bagan_gp:ema_decay=0.999,diffaugment=translation+cutout")
     p.add_argument("--runs", nargs="+", default=[], metavar="RUN_DIR", help="more run folders, trained elsewhere")
     p.add_argument("--out", required=True, help="the report folder (its runs/ holds the models' run folders)")
     add_training_arguments(p, exclude=["model", *model_option_names()])  # a model's own: in its --models entry

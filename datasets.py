@@ -67,6 +67,14 @@ REPO_DIR = Path(__file__).resolve().parent
 MIN_IMAGE_SIZE = 8
 # Sizes the networks are built for (autoencoder.py); kept here so flags are checked before Keras loads.
 MODEL_IMAGE_SIZES = (32, 64, 128)
+PAPER_IMAGE_SIZE = 64  # Sec. 4
+TRAINING_IMAGE_SIZES = {"digits": 32}
+"""Where training's size differs from the paper's unless told (bagan_train.py's table reads both)."""
+
+
+def default_image_size(name):
+    """The image size a run on dataset `name` has unless --image-size says otherwise."""
+    return TRAINING_IMAGE_SIZES.get(name, PAPER_IMAGE_SIZE)
 
 IMBALANCE_STEP = 100
 """Fashion-MNIST / CIFAR-10 imbalance: class c keeps its first IMBALANCE_STEP * c images."""
@@ -803,13 +811,15 @@ def check_dataset_arguments(args, image_sizes=None):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Show the per-class split of a dataset.")
-    add_dataset_arguments(parser, dict(dataset="digits", imbalanced="no", image_size=64))
+    add_dataset_arguments(parser, dict(dataset="digits", imbalanced="no",
+                                       image_size="the size training uses: digits 32, others 64"))
     parser.add_argument("--seed", type=int, default=42, help="the split's seed")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     try:
         check_dataset_arguments(args)
-        ds = load_dataset(args.dataset or "digits", args.data_dir, args.image_size or 64, bool(args.imbalanced),
+        name = args.dataset or "digits"
+        ds = load_dataset(name, args.data_dir, args.image_size or default_image_size(name), bool(args.imbalanced),
                           args.seed, args.resize or "pad", args.window)
     except DatasetError as e:
         print(f"error: {e}", file=sys.stderr)

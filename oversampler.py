@@ -36,7 +36,7 @@ DATASET_NAME = "arrays"
 """config['dataset'] of the runs the oversampler trains (bagan_train's folder defaults apply)."""
 TRAIN_SETTINGS = ("model", "epochs", "ae_epochs", "image_size", "batch_size", "latent_dim", "learning_rate",
                   "g_learning_rate", "beta_1", "beta_2", "train_ratio", "gp_weight", "steps_per_epoch", "variant",
-                  "critic_init", "latent", "eval_every", "precision", "jit_compile")
+                  "critic_init", "latent", "ema_decay", "diffaugment", "eval_every", "precision", "jit_compile")
 """Constructor settings that are bagan_train.TrainConfig's; None leaves its default."""
 SAVED_FILE = "oversampler.json"
 SAVE_FORMAT = 1
@@ -232,7 +232,8 @@ class BAGANGPOversampler(BaseOverSampler):
     def __init__(self, sampling_strategy="auto", random_state=None, *, model=None, epochs=None, ae_epochs=None,
                  image_size=None, batch_size=None, latent_dim=None, learning_rate=None, g_learning_rate=None,
                  beta_1=None, beta_2=None, train_ratio=None, gp_weight=None, steps_per_epoch=None, variant=None,
-                 critic_init=None, latent=None, eval_every=None, precision=None, jit_compile=None,
+                 critic_init=None, latent=None, ema_decay=None, diffaugment=None, eval_every=None, precision=None,
+                 jit_compile=None,
                  generator=None, image_shape=None, value_range=None, run_dir=None, verbose=1):
         super().__init__(sampling_strategy=sampling_strategy)
         self.random_state = random_state
@@ -252,6 +253,8 @@ class BAGANGPOversampler(BaseOverSampler):
         self.variant = variant
         self.critic_init = critic_init
         self.latent = latent
+        self.ema_decay = ema_decay
+        self.diffaugment = diffaugment
         self.eval_every = eval_every
         self.precision = precision
         self.jit_compile = jit_compile

@@ -30,6 +30,7 @@ HISTORY_FILE = "history.csv"
 CHECKPOINTS_DIR = "checkpoints"
 GENERATOR_FILE = "generator.keras"
 BEST_GENERATOR_FILE = "generator_best.keras"
+RAW_GENERATOR_FILE = "generator_raw.keras"  # with --ema-decay: the trained generator, generator.keras its average
 BEST_FILE = "best.json"
 EVAL_CLASSIFIER_FILE = "eval_classifier.keras"
 GENERATORS = ("best", "last")

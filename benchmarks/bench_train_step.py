@@ -124,12 +124,17 @@ def time_interleaved(steps, batch, repeats):
     return [float(np.median(t)) for t in times]
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_step_arguments(p):
+    """The flags of a train-step benchmark: image size, batch size, timed steps, precision."""
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--steps", type=int, default=3, help="timed steps per model (median)")
     p.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_step_arguments(p)
     p.add_argument("--jit-compile", action="store_true", help="XLA for the project's step")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)

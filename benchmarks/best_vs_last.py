@@ -6,7 +6,8 @@ Scores the run's generator_best.keras and generator.keras with start_quality.py'
 of the dataset's balanced real training split, cached in benchmarks/): per class the share
 recognised, the FID to the unseen real images of the class, the diversity and the near copies of
 200 generated images each; plus the in-training evaluation's own scores of both epochs
-(history.csv's kid/<class>).
+(history.csv's kid/<class>). A run with --ema-decay also has its raw (not averaged) last generator,
+generator_raw.keras, judged as "raw".
 """
 import argparse
 import json
@@ -25,7 +26,7 @@ def main(argv=None):
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     from datasets import load_dataset
-    from runs import Run
+    from runs import RAW_GENERATOR_FILE, Run, load_model
     from start_quality import Judge, load_judge
     run = Run.open(args.run_dir)
     best = run.best()
@@ -41,9 +42,12 @@ def main(argv=None):
     rows = {row["epoch"]: row for row in run.history() if row["phase"] == "gan"}
     result = dict(run_dir=str(run.path), best_epoch=best["epoch"], last_epoch=c["epochs"], judge_test_accuracy=accuracy,
                   class_names=list(run_data.class_names), train_counts=run_data.train_counts())
-    for which in ("best", "last"):
+    raw = run.file(RAW_GENERATOR_FILE)
+    kinds = ("best", "last") + (("raw",) if raw.is_file() else ())
+    for which in kinds:
         epoch = str(best["epoch"] if which == "best" else c["epochs"])
-        result[which] = dict(judge(run.load_generator(which)),
+        generator = load_model(raw) if which == "raw" else run.load_generator(which)
+        result[which] = dict(judge(generator),
                              eval_kid=[float(rows[epoch][f"kid/{n}"]) if f"kid/{n}" in rows.get(epoch, {}) else None
                                        for n in run_data.class_names])
     if args.json:
@@ -53,7 +57,7 @@ def main(argv=None):
     print("train counts: " + " ".join(map(str, run_data.train_counts())))
     for key, fmt in (("eval_kid", ".4f"), ("recognised", ".2f"), ("fid", ".1f"), ("diversity", ".2f"),
                      ("near_copies", ".2f")):
-        for which in ("best", "last"):
+        for which in kinds:
             values = result[which][key]
             print(f"{key:>11} {which:>4}: " + " ".join("  n/a" if v is None else format(v, fmt) for v in values)
                   + (f"   mean {np.mean([v for v in values if v is not None]):{fmt}}" if key != "recognised"

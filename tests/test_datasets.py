@@ -417,6 +417,14 @@ def test_cli_json(capsys):
     assert np.add(out["train_counts"], out["test_counts"]).tolist() == [178, 10, 18, 28, 37, 46, 55, 63, 70, 81]
 
 
+def test_cli_shows_the_image_size_training_would_use(capsys):
+    import bagan_train
+    assert datasets.main(["--dataset", "digits", "--json"]) == 0
+    shape = json.loads(capsys.readouterr().out)["image_shape"]
+    size = bagan_train.TrainConfig.create(dataset="digits").image_size
+    assert shape == [size, size, 1] == [32, 32, 1]
+
+
 def test_cli_table(capsys):
     assert datasets.main(["--dataset", "digits", "--image-size", "8"]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -25,6 +25,7 @@ RUNNER = REPO / "tests" / "distributed_run.py"
 TINY = ["--dataset", "digits", "--image-size", "32", "--batch-size", "16", "--ae-epochs", "0",
         "--steps-per-epoch", "2", "--verbose", "0"]
 LOSSES = ("d_loss", "g_loss", "gp", "d_real", "d_fake", "d_wrong")
+AIDS = ["--ema-decay", "0.9", "--diffaugment", "translation,cutout,color"]  # their averages and draws per replica
 
 
 def run(args, env=None, timeout=600):
@@ -60,21 +61,22 @@ def test_two_mirrored_replicas_reach_the_losses_of_one_device():
 
 @pytest.fixture(scope="module")
 def mirrored_runs(tmp_path_factory):
-    """On two replicas: 2 epochs straight, and 1 epoch resumed to 2; on one device: 2 epochs."""
+    """On two replicas: 2 epochs straight, and 1 epoch resumed to 2; on one device: 2 epochs; all
+    with the generator's moving average and DiffAugment (issue 18)."""
     root = tmp_path_factory.mktemp("mirrored")
     straight, resumed = root / "straight", root / "resumed"
-    run([RUNNER, "cli", *TINY, "--epochs", "2", "--strategy", "mirrored", "--out", straight])
-    run([RUNNER, "cli", *TINY, "--epochs", "1", "--strategy", "mirrored", "--out", resumed])
+    run([RUNNER, "cli", *TINY, *AIDS, "--epochs", "2", "--strategy", "mirrored", "--out", straight])
+    run([RUNNER, "cli", *TINY, *AIDS, "--epochs", "1", "--strategy", "mirrored", "--out", resumed])
     run([RUNNER, "cli", "--resume", resumed, "--epochs", "2", "--strategy", "mirrored", "--verbose", "0"])
     single = root / "single"
-    assert bagan_train.main([*TINY, "--epochs", "2", "--out", str(single)]) == 0
+    assert bagan_train.main([*TINY, *AIDS, "--epochs", "2", "--out", str(single)]) == 0
     return straight, resumed, single
 
 
 def test_mirrored_cli_run_writes_a_complete_run_folder(mirrored_runs):
     straight, _, single = mirrored_runs
-    for name in ("config.json", "generator.keras", "critic.keras", "encoder.keras", "progress.gif",
-                 "checkpoints/epoch_002.npz", "samples/epoch_002.png"):
+    for name in ("config.json", "generator.keras", "generator_raw.keras", "critic.keras", "encoder.keras",
+                 "progress.gif", "checkpoints/epoch_002.npz", "samples/epoch_002.png"):
         assert (straight / name).is_file(), name
     # The same seed and data on one device: the same losses up to float round-off, which Adam's
     # normalised steps carry along (1e-4 relative seen after 20 critic steps).
@@ -91,6 +93,12 @@ def test_resume_under_a_strategy_equals_the_uninterrupted_run(mirrored_runs):
         assert sorted(a.files) == sorted(b.files)
         for key in a.files:
             np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-5, err_msg=key)
+    import keras
+    averaged = [keras.models.load_model(r / "generator.keras").get_weights() for r in (straight, resumed)]
+    raw = keras.models.load_model(straight / "generator_raw.keras").get_weights()
+    for x, y in zip(*averaged):  # the moving average continues exactly from the checkpoint
+        np.testing.assert_allclose(x, y, rtol=0, atol=1e-5)
+    assert max(np.abs(x - r).max() for x, r in zip(averaged[0], raw)) > 1e-4
 
 
 def free_port():

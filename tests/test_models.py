@@ -30,13 +30,16 @@ SHAPE = (32, 32, 1)
 LATENT = 8
 OTHER_MODELS = ["bagan", "cdragan", "wgan_gp", "cgan", "acgan"]
 GAN_KEYS = {"d_loss", "g_loss", "d_real", "d_fake"}
+AIDS = ["--ema-decay", "0.9", "--diffaugment", "translation,cutout,color"]
+WITH_AIDS = ("bagan", "acgan")  # issue 18's aids, on the two models whose critics differ from BAGAN-GP's
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, train_run):
-    """One tiny digits run folder per model: 2 epochs of 2 generator steps at 32x32."""
+    """One tiny digits run folder per model: 2 epochs of 2 generator steps at 32x32 (BAGAN and
+    AC-GAN with the generator's moving average and DiffAugment)."""
     root = tmp_path_factory.mktemp("models")
-    return {m: train_run(root / m, 2, 2, "--model", m) for m in OTHER_MODELS}
+    return {m: train_run(root / m, 2, 2, "--model", m, *(AIDS if m in WITH_AIDS else [])) for m in OTHER_MODELS}
 
 
 def gan_rows(run):
@@ -59,6 +62,9 @@ def test_each_model_trains_with_finite_losses_and_a_complete_run_folder(model, r
     for name in ("generator.keras", "critic.keras", "losses.png", "progress.gif", "samples/epoch_002.png",
                  "checkpoints/epoch_002.npz"):
         assert (run / name).is_file(), name
+    assert (run / "generator_raw.keras").is_file() == (model in WITH_AIDS)
+    assert (config["ema_decay"], config["diffaugment"]) == ((0.9, "translation,cutout,color") if model in WITH_AIDS
+                                                            else (0.0, None))
     has_autoencoder = config["autoencoder"] is not None
     assert (run / "encoder.keras").is_file() == has_autoencoder == (model == "bagan")
     with open(run / "history.csv") as f:  # the header is the model's own loss parts (and each epoch's seconds)
