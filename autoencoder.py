@@ -12,6 +12,13 @@ Architecture (Sec. 4): the encoder is a stack of stride-2 4x4 convolutions with 
 a Dense to the latent; the decoder is a Dense to 4x4x256, then stride-2 transposed convolutions with
 batch normalisation and LeakyReLU(0.2) up to the image size, tanh output in [-1, 1]. The number of
 stages follows the image size: 32 -> 3, 64 -> 4, 128 -> 5 (from/to 4x4).
+
+Two sets of widths and details (`--networks`, NETWORKS below): "project", this project's, and
+"original", those of the original BAGAN-GP code (GH920/improved-bagan-gp, improved_bagan_gp.py, at
+64x64): encoder 64-128-128-256 with a LeakyReLU after its Dense, decoder 128-128-64 without batch
+normalisation after its Dense, convolutions initialised from N(0, 0.02), and the critic's label
+head of bagan_gp.build_critic. Both keep this file's batch-norm momentum (below). At 32x32 a stack
+uses its first stages, at 128x128 it repeats its last width.
 """
 import math
 
@@ -25,6 +32,16 @@ LEAKY_SLOPE = 0.2
 # training error (0.54 vs 0.077 MAE on digits after 10 epochs). 0.9 tracks them (0.077 vs 0.077).
 BATCH_NORM_MOMENTUM = 0.9
 
+NETWORKS = {
+    "project": dict(encoder_filters=(64, 128, 256, 512, 512), decoder_filters=(128, 64, 32, 32),
+                    latent_activation=False, project_batch_norm=True, conv_stddev=None,
+                    label_units=128, head_units=None),
+    "original": dict(encoder_filters=(64, 128, 128, 256, 256), decoder_filters=(128, 128, 64, 64),
+                     latent_activation=True, project_batch_norm=False, conv_stddev=0.02,
+                     label_units=512, head_units=512),
+}
+"""--networks -> what the encoder, decoder and critics are built with (the one place that says it)."""
+
 
 def num_stages(image_size):
     """Stride-2 stages between a 4x4 feature map and an image of `image_size` (a power of two)."""
@@ -33,52 +50,70 @@ def num_stages(image_size):
     return int(math.log2(image_size)) - 2
 
 
-def encoder_filters(image_size):
-    """Filters of the downsampling convolutions: 64, 128, 256, 512, 512 ..."""
-    return [min(64 * 2**i, 512) for i in range(num_stages(image_size))]
+def encoder_filters(image_size, networks="project"):
+    """Filters of the downsampling convolutions (project: 64, 128, 256, 512, 512; original: 64,
+    128, 128, 256, 256), one per stage."""
+    return list(NETWORKS[networks]["encoder_filters"][:num_stages(image_size)])
 
 
-def decoder_filters(image_size):
+def decoder_filters(image_size, networks="project"):
     """Filters after each upsampling stage but the last (which outputs the image channels)."""
-    return [max(256 // 2 ** (i + 1), 32) for i in range(num_stages(image_size) - 1)]
+    return list(NETWORKS[networks]["decoder_filters"][:num_stages(image_size) - 1])
 
 
-def downsampling_stack(image, image_size, name_prefix="down", dropout=0.0):
+def conv_initializer(networks="project"):
+    """A fresh kernel initializer for a convolution: Keras' default, or the original code's N(0, 0.02)."""
+    stddev = NETWORKS[networks]["conv_stddev"]
+    return keras.initializers.RandomNormal(stddev=stddev) if stddev else "glorot_uniform"
+
+
+def downsampling_stack(image, image_size, name_prefix="down", dropout=0.0, networks="project"):
     """Stride-2 4x4 convolutions with LeakyReLU(0.2), shared by the encoder and the critics; with
     `dropout`, a Dropout after each (the original BAGAN's discriminator).
 
     Convolutions are named `down_1 ... down_n` so a critic can be initialised from an encoder by name.
     """
     x = image
-    for i, filters in enumerate(encoder_filters(image_size), start=1):
-        x = layers.Conv2D(filters, 4, strides=2, padding="same", name=f"{name_prefix}_{i}")(x)
+    for i, filters in enumerate(encoder_filters(image_size, networks), start=1):
+        x = layers.Conv2D(filters, 4, strides=2, padding="same", kernel_initializer=conv_initializer(networks),
+                          name=f"{name_prefix}_{i}")(x)
         x = layers.LeakyReLU(LEAKY_SLOPE, name=f"{name_prefix}_{i}_act")(x)
         if dropout:
             x = layers.Dropout(dropout, name=f"{name_prefix}_{i}_dropout")(x)
     return layers.Flatten(name="features")(x)
 
 
-def build_encoder(image_shape, latent_dim=128):
+def latent_head(features, latent_dim, networks="project"):
+    """features -> the latent: a Dense (and the original code's LeakyReLU after it), float32."""
+    latent = layers.Dense(latent_dim, name="latent", dtype="float32")(features)
+    if NETWORKS[networks]["latent_activation"]:
+        latent = layers.LeakyReLU(LEAKY_SLOPE, dtype="float32", name="latent_act")(latent)
+    return latent
+
+
+def build_encoder(image_shape, latent_dim=128, networks="project"):
     """Encoder: image in [-1, 1] -> latent vector (Sec. 4)."""
     image = keras.Input(shape=image_shape, name="image")
-    features = downsampling_stack(image, image_shape[0])
-    latent = layers.Dense(latent_dim, name="latent", dtype="float32")(features)
-    return keras.Model(image, latent, name="encoder")
+    features = downsampling_stack(image, image_shape[0], networks=networks)
+    return keras.Model(image, latent_head(features, latent_dim, networks), name="encoder")
 
 
-def build_decoder(image_shape, latent_dim=128):
+def build_decoder(image_shape, latent_dim=128, networks="project"):
     """Decoder: (labeled) latent -> image in [-1, 1] (Sec. 4; batch norm only here)."""
     image_size, _, channels = image_shape
     latent = keras.Input(shape=(latent_dim,), name="labeled_latent")
     x = layers.Dense(4 * 4 * 256, name="project")(latent)
-    x = layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM, name="project_bn")(x)
+    if NETWORKS[networks]["project_batch_norm"]:
+        x = layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM, name="project_bn")(x)
     x = layers.LeakyReLU(LEAKY_SLOPE)(x)
     x = layers.Reshape((4, 4, 256))(x)
-    for i, filters in enumerate(decoder_filters(image_size), start=1):
-        x = layers.Conv2DTranspose(filters, 4, strides=2, padding="same", name=f"up_{i}")(x)
+    for i, filters in enumerate(decoder_filters(image_size, networks), start=1):
+        x = layers.Conv2DTranspose(filters, 4, strides=2, padding="same", kernel_initializer=conv_initializer(networks),
+                                   name=f"up_{i}")(x)
         x = layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM, name=f"up_{i}_bn")(x)
         x = layers.LeakyReLU(LEAKY_SLOPE)(x)
-    x = layers.Conv2DTranspose(channels, 4, strides=2, padding="same", name="to_image")(x)
+    x = layers.Conv2DTranspose(channels, 4, strides=2, padding="same", kernel_initializer=conv_initializer(networks),
+                               name="to_image")(x)
     image = layers.Activation("tanh", dtype="float32", name="tanh")(x)
     return synchronize_batch_norm(keras.Model(latent, image, name="decoder"))
 

@@ -38,7 +38,7 @@ import tensorflow as tf
 from keras import layers, ops
 
 from augment import diff_augment, parse_policy
-from autoencoder import build_decoder, build_embedding, downsampling_stack
+from autoencoder import NETWORKS, LEAKY_SLOPE, build_decoder, build_embedding, downsampling_stack, latent_head
 from datasets import to_model_range
 
 VARIANTS = {
@@ -61,22 +61,27 @@ def build_generator(embedding, decoder, latent=None):
     return keras.Model([z, label], decoder(embedding([code, label])), name="generator")
 
 
-def build_critic(image_shape, num_classes, encoder=None):
+def build_critic(image_shape, num_classes, encoder=None, networks="project"):
     """Critic (Fig. 5): conv features * dense label embedding -> one unconstrained logit.
 
     Two parts, `critic_features` (image -> conv features) and `critic_head` (features, label ->
     logit): the label enters only the head, so Eq. (14) computes the features of the real images
     once for both of their terms. With `encoder`, the convolutions start from the pretrained
-    encoder's weights (same layer names).
+    encoder's weights (same layer names). The head: Embedding(K, 128) -> Dense -> LeakyReLU ->
+    times the features -> Dense(1); the original code's embeds in 512 and has a Dense(512) (no
+    activation) before the logit.
     """
+    widths = NETWORKS[networks]
     image = keras.Input(shape=image_shape, name="image")
-    body = keras.Model(image, downsampling_stack(image, image_shape[0]), name="critic_features")
+    body = keras.Model(image, downsampling_stack(image, image_shape[0], networks=networks), name="critic_features")
     features = keras.Input(shape=body.output_shape[1:], name="features")
     label = keras.Input(shape=(), dtype="int32", name="label")
-    label_vector = layers.Embedding(num_classes, 128, name="label_embedding")(label)
+    label_vector = layers.Embedding(num_classes, widths["label_units"], name="label_embedding")(label)
     label_vector = layers.Dense(features.shape[-1], name="label_dense")(label_vector)
-    label_vector = layers.LeakyReLU(0.2)(label_vector)
+    label_vector = layers.LeakyReLU(LEAKY_SLOPE)(label_vector)
     joint = layers.Multiply(name="features_times_label")([features, label_vector])
+    if widths["head_units"]:
+        joint = layers.Dense(widths["head_units"], name="joint_dense")(joint)
     logit = layers.Dense(1, dtype="float32", name="logit")(joint)
     head = keras.Model([features, label], logit, name="critic_head")
     image = keras.Input(shape=image_shape, name="image")
@@ -97,23 +102,23 @@ def critic_parts(critic):
     return None
 
 
-def build_acgan_discriminator(image_shape, num_classes):
+def build_acgan_discriminator(image_shape, num_classes, networks="project"):
     """AC-GAN discriminator (paper 003, Fig. 3): image -> (real/fake logit, class logits)."""
     image = keras.Input(shape=image_shape, name="image")
-    features = downsampling_stack(image, image_shape[0])
+    features = downsampling_stack(image, image_shape[0], networks=networks)
     source = layers.Dense(1, dtype="float32", name="source_logit")(features)
     classes = layers.Dense(num_classes, dtype="float32", name="class_logits")(features)
     return keras.Model(image, [source, classes], name="critic")
 
 
-def build_bagan_discriminator(encoder, num_classes, dropout=0.0):
-    """BAGAN discriminator (Sec. 3.1): a copy of the pretrained encoder, with Dropout(dropout) after
-    each convolution as in the original code (IBM/BAGAN, balancing_gan.py), plus a softmax over K
-    classes + "fake". Returns logits; index K (the last) is the fake class.
+def build_bagan_discriminator(encoder, num_classes, dropout=0.0, networks="project"):
+    """BAGAN discriminator (Sec. 3.1): a copy of the pretrained encoder (built with `networks`), with
+    Dropout(dropout) after each convolution as in the original code (IBM/BAGAN, balancing_gan.py),
+    plus a softmax over K classes + "fake". Returns logits; index K (the last) is the fake class.
     """
     image = keras.Input(shape=encoder.input_shape[1:], name="image")
-    features = downsampling_stack(image, encoder.input_shape[1], dropout=dropout)
-    latent = layers.Dense(encoder.output_shape[-1], name="latent", dtype="float32")(features)
+    features = downsampling_stack(image, encoder.input_shape[1], dropout=dropout, networks=networks)
+    latent = latent_head(features, encoder.output_shape[-1], networks)
     logits = layers.Dense(num_classes + 1, dtype="float32", name="class_logits")(latent)
     critic = keras.Model(image, logits, name="critic")
     for layer in critic.layers:
@@ -277,8 +282,9 @@ class AdversarialModel(keras.Model):
     @classmethod
     def build(cls, data, pretrained=None, *, latent_dim, batch_size, **settings):
         """The model and its networks for `data` (a datasets.Dataset), started from the
-        `pretrained` runs.Autoencoder where the model has one. `settings`: the model's options, and
-        the rest of __init__'s keywords (train_ratio, gp_weight, seed, ema_decay, diffaugment)."""
+        `pretrained` runs.Autoencoder where the model has one. `settings`: `networks` (the widths,
+        autoencoder.NETWORKS), the model's options, and the rest of __init__'s keywords
+        (train_ratio, gp_weight, seed, ema_decay, diffaugment)."""
         raise NotImplementedError
 
     # -------------------------------------------------------------------------------- training
@@ -490,8 +496,8 @@ class BAGANGP(AdversarialModel):
         return VARIANTS[options["variant"]]["autoencoder"] if "variant" in options else cls.autoencoder
 
     @classmethod
-    def build(cls, data, pretrained=None, *, latent_dim, batch_size, variant=None, critic_init="none",
-              latent="paper", **common):
+    def build(cls, data, pretrained=None, *, latent_dim, batch_size, networks="project", variant=None,
+              critic_init="none", latent="paper", **common):
         """The generator and the critic of Fig. 4 and 5; the critic's convolutions from the encoder
         with critic_init "encoder".
 
@@ -504,11 +510,12 @@ class BAGANGP(AdversarialModel):
         embedding. Without an autoencoder (cDRAGAN, WGAN-GP, CGAN): a fresh embedding and decoder.
         """
         shape, num_classes = data.x_train.shape[1:], data.num_classes
-        decoder = pretrained.decoder if pretrained else build_decoder(shape, latent_dim)
+        decoder = pretrained.decoder if pretrained else build_decoder(shape, latent_dim, networks)
         embedding = None
         if not pretrained or pretrained.supervised:
             embedding = pretrained.embedding if pretrained else build_embedding(num_classes, latent_dim)
-        critic = build_critic(shape, num_classes, encoder=pretrained.encoder if critic_init == "encoder" else None)
+        critic = build_critic(shape, num_classes, encoder=pretrained.encoder if critic_init == "encoder" else None,
+                              networks=networks)
         class_latent = None
         if latent == "class":
             class_latent = build_class_conditional_latent(*class_conditional_statistics(
@@ -591,12 +598,12 @@ class BAGAN(AdversarialModel):
     setting_defaults = dict(learning_rate=5e-5, beta_2=0.999, ae_loss="mse")  # the original code's
 
     @classmethod
-    def build(cls, data, pretrained=None, *, latent_dim, batch_size, dropout=0.3, **common):
+    def build(cls, data, pretrained=None, *, latent_dim, batch_size, networks="project", dropout=0.3, **common):
         """Class statistics of the encoded training images -> labeled latent -> the pretrained decoder."""
         means, covariances = class_conditional_statistics(
             encode(pretrained.encoder, data.x_train, batch_size), data.y_train, data.num_classes)
         generator = build_generator(build_class_conditional_latent(means, covariances), pretrained.decoder)
-        critic = build_bagan_discriminator(pretrained.encoder, data.num_classes, dropout)
+        critic = build_bagan_discriminator(pretrained.encoder, data.num_classes, dropout, networks)
         return cls(generator, critic, data.num_classes, latent_dim=latent_dim, **common)
 
     @property
@@ -693,13 +700,13 @@ class ACGAN(AdversarialModel):
         return {"real_fraction": real_fraction, "alternate": alternate}
 
     @classmethod
-    def build(cls, data, pretrained=None, *, latent_dim, batch_size, real_fraction=0.5, alternate=False,
-              **common):
+    def build(cls, data, pretrained=None, *, latent_dim, batch_size, networks="project", real_fraction=0.5,
+              alternate=False, **common):
         """Generator = a fresh embedding + decoder; the two-headed discriminator of Fig. 3."""
         shape, num_classes = data.x_train.shape[1:], data.num_classes
-        decoder = build_decoder(shape, latent_dim)
+        decoder = build_decoder(shape, latent_dim, networks)
         generator = build_generator(build_embedding(num_classes, latent_dim), decoder)
-        return cls(generator, build_acgan_discriminator(shape, num_classes), num_classes,
+        return cls(generator, build_acgan_discriminator(shape, num_classes, networks), num_classes,
                    real_fraction=real_fraction, alternate=alternate, latent_dim=latent_dim, **common)
 
     def begin_epoch(self, epoch):

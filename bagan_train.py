@@ -94,8 +94,8 @@ def pretrain_autoencoder(config, data, run, verbose):
         return pretrained
     supervised = config.autoencoder == "supervised"
     shape = data.x_train.shape[1:]
-    encoder = build_encoder(shape, config.latent_dim)
-    decoder = build_decoder(shape, config.latent_dim)
+    encoder = build_encoder(shape, config.latent_dim, config.networks)
+    decoder = build_decoder(shape, config.latent_dim, config.networks)
     embedding = build_embedding(data.num_classes, config.latent_dim)
     pretrained = Autoencoder(encoder, embedding, decoder, supervised)
     if supervised:
@@ -199,7 +199,8 @@ IMBALANCED_DEFAULTS = {  # a third of the images: three times the epochs, as man
 # Then the model's own (bagan_gp.py): its setting_defaults (BAGAN: the original code's Adam and loss),
 # its default train ratio, no gp_weight without a penalty, and the defaults of its options.
 EVAL_CLASSIFIER_EPOCHS = 5
-BEFORE_THE_SETTING = dict(latent="paper", eval_every=0, ae_loss="mae", dropout=0.0, resize="stretch", ema_decay=0.0)
+BEFORE_THE_SETTING = dict(latent="paper", eval_every=0, ae_loss="mae", dropout=0.0, resize="stretch", ema_decay=0.0,
+                          networks="project")
 """What runs written before a setting existed did; --resume fills them in (g_learning_rate: the learning rate)."""
 RESUMABLE = ("epochs", "learning_rate", "g_learning_rate", "keep_checkpoints", "jit_compile", "eval_every")
 """What --resume may change; the checkpoint holds everything else."""
@@ -241,6 +242,9 @@ class TrainConfig:
                               action="store_true")
     dropout: float = setting("bagan only (default 0.3, the original code's): dropout after each of the "
                              "discriminator's convolutions", type=float)
+    networks: str = setting("the widths and details of the encoder, decoder and critic: this project's, or the "
+                            "original BAGAN-GP code's (autoencoder.NETWORKS)", default="project",
+                            choices=("project", "original"))
     batch_size: int = setting("paper: 128 (digits: 64)", type=int)
     latent_dim: int = setting("paper: 128", type=int)
     learning_rate: float = setting("Adam's learning rate (the critic's, the autoencoder's), paper: 2e-4; bagan: "
@@ -411,7 +415,7 @@ class TrainConfig:
     def model_settings(self):
         """The keyword arguments of the model class's `build`."""
         return dict(latent_dim=self.latent_dim, train_ratio=self.train_ratio, gp_weight=self.gp_weight,
-                    seed=self.seed, batch_size=self.batch_size, ema_decay=self.ema_decay,
+                    seed=self.seed, batch_size=self.batch_size, networks=self.networks, ema_decay=self.ema_decay,
                     diffaugment=self.diffaugment, **self.options)
 
     def steps_per_epoch_for(self, data):

@@ -32,11 +32,11 @@ SETTINGS = {"none": {}, "ema": dict(ema_decay=0.999), "diffaugment": dict(diffau
             "both": dict(ema_decay=0.999, diffaugment=POLICY)}
 
 
-def build_model(image_size, **aids):
+def build_model(image_size, networks, **aids):
     keras.utils.set_random_seed(0)
     shape = (image_size, image_size, 1)
-    generator = build_generator(build_embedding(10, 128), build_decoder(shape, 128))
-    return BAGANGP(generator, build_critic(shape, 10), 10, latent_dim=128, seed=0, **aids)
+    generator = build_generator(build_embedding(10, 128), build_decoder(shape, 128, networks))
+    return BAGANGP(generator, build_critic(shape, 10, networks=networks), 10, latent_dim=128, seed=0, **aids)
 
 
 def main(argv=None):
@@ -49,10 +49,11 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     images = tf.constant(rng.uniform(-1, 1, (args.batch_size, args.image_size, args.image_size, 1)), tf.float32)
     labels = tf.constant(rng.integers(0, 10, args.batch_size), tf.int32)
-    steps = [compiled_step(build_model(args.image_size, **aids)) for aids in SETTINGS.values()]
+    steps = [compiled_step(build_model(args.image_size, args.networks, **aids)) for aids in SETTINGS.values()]
     print(f"[bench] {', '.join(SETTINGS)}: {args.steps} alternating timed steps each ...", file=sys.stderr, flush=True)
     seconds = time_interleaved(steps, itertools.repeat((images, labels)), args.steps)
-    result = dict(image_size=args.image_size, batch_size=args.batch_size, precision=args.precision, steps=args.steps,
+    result = dict(image_size=args.image_size, batch_size=args.batch_size, precision=args.precision,
+                  networks=args.networks, steps=args.steps,
                   seconds_per_step=dict(zip(SETTINGS, seconds)),
                   cost=dict(zip(SETTINGS, (s / seconds[0] - 1 for s in seconds))),
                   machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",

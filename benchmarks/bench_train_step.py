@@ -1,13 +1,16 @@
 """Speed of one BAGAN-GP train_step: the project's against a plain reference, side by side.
 
     python benchmarks/bench_train_step.py [--image-size 64] [--batch-size 128] [--steps 3]
-                                          [--precision float32|mixed_bfloat16] [--jit-compile] [--json]
+                                          [--precision float32|mixed_bfloat16] [--networks project|original]
+                                          [--jit-compile] [--json]
 
-Both steps train the same networks on the same random batch, in the same process:
-- project: bagan_gp.BAGANGP.train_step at the chosen precision (the three critic passes of
-  Eq. 14 in one pass: the convolutions on [real, fake] once, the label head on all three terms);
-- reference: the same equations written the straightforward way, float32, three separate critic
-  calls, no XLA.
+Both steps train on the same random batch, in the same process:
+- project: bagan_gp.BAGANGP.train_step with --networks at the chosen precision (the three critic
+  passes of Eq. 14 in one pass: the convolutions on [real, fake] once, the label head on all three
+  terms);
+- reference: what a user would otherwise run, the original BAGAN-GP code's design: its networks
+  (--networks original), the equations written the straightforward way, float32, three separate
+  critic calls, no XLA. (Until 2026-12-01 the reference had the project's networks.)
 Images per second = batch size / seconds per train_step (median of --steps timed steps after one
 warm-up step), and the ratio project / reference. Achieved FLOP/s uses a per-layer count of the
 networks' multiply-adds and is compared with a float32 and a bfloat16 matrix product timed here.
@@ -81,12 +84,12 @@ def matmul_flops_per_s(dtype, n=2048, repeats=5):
     return 2 * n**3 / float(np.median(times))
 
 
-def build_models(image_size, batch_size, precision, reference):
+def build_models(image_size, batch_size, precision, reference, networks="project"):
     """Networks under `precision`, wrapped in BAGANGP (or the reference subclass)."""
     keras.mixed_precision.set_global_policy(precision)
     shape = (image_size, image_size, 1)
-    generator = build_generator(build_embedding(10, 128), build_decoder(shape, 128))
-    critic = build_critic(shape, 10)
+    generator = build_generator(build_embedding(10, 128), build_decoder(shape, 128, networks))
+    critic = build_critic(shape, 10, networks=networks)
     return (ReferenceBAGANGP if reference else BAGANGP)(generator, critic, 10, latent_dim=128, seed=0)
 
 
@@ -130,6 +133,8 @@ def add_step_arguments(p):
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--steps", type=int, default=3, help="timed steps per model (median)")
     p.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32")
+    p.add_argument("--networks", choices=["project", "original"], default="project",
+                   help="the project step's networks (autoencoder.NETWORKS)")
 
 
 def main(argv=None):
@@ -145,10 +150,10 @@ def main(argv=None):
                          tf.float32)
     labels = tf.constant(rng.integers(0, 10, args.batch_size), tf.int32)
 
-    reference = build_models(args.image_size, args.batch_size, "float32", reference=True)
+    reference = build_models(args.image_size, args.batch_size, "float32", reference=True, networks="original")
     flops = train_step_flops(reference.generator, reference.critic, args.batch_size, reference.train_ratio, False)
     reference_step = compiled_step(reference)
-    project = build_models(args.image_size, args.batch_size, args.precision, reference=False)
+    project = build_models(args.image_size, args.batch_size, args.precision, reference=False, networks=args.networks)
     project_step = compiled_step(project, args.jit_compile)
     project_flops = train_step_flops(project.generator, project.critic, args.batch_size, project.train_ratio, True)
     print(f"[bench] reference (float32, 3 critic calls) and project ({args.precision}, one critic pass, "
@@ -159,7 +164,7 @@ def main(argv=None):
     peak_f32, peak_bf16 = matmul_flops_per_s(tf.float32), matmul_flops_per_s(tf.bfloat16)
 
     result = dict(
-        precision=args.precision, image_size=args.image_size, batch_size=args.batch_size,
+        precision=args.precision, networks=args.networks, image_size=args.image_size, batch_size=args.batch_size,
         jit_compile=args.jit_compile, steps=args.steps,
         project_img_per_s=args.batch_size / project_s, reference_img_per_s=args.batch_size / reference_s,
         ratio=reference_s / project_s, project_s_per_step=project_s, reference_s_per_step=reference_s,
@@ -173,11 +178,11 @@ def main(argv=None):
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{args.image_size}x{args.image_size}, batch {args.batch_size}: {flops / 1e12:.2f} TFLOP per step "
-              f"as three critic calls, {project_flops / 1e12:.2f} with the real images' features shared")
-        print(f"reference (float32, 3 critic calls): {result['reference_img_per_s']:.1f} img/s, "
+        print(f"{args.image_size}x{args.image_size}, batch {args.batch_size}: reference {flops / 1e12:.2f} TFLOP per "
+              f"step, project {project_flops / 1e12:.2f} ({args.networks} networks, the real images' features shared)")
+        print(f"reference (original networks, float32, 3 critic calls): {result['reference_img_per_s']:.1f} img/s, "
               f"{reference_s:.2f} s/step, {result['reference_tflop_per_s']:.3f} TFLOP/s")
-        print(f"project ({args.precision}{', XLA' if args.jit_compile else ''}): "
+        print(f"project ({args.networks} networks, {args.precision}{', XLA' if args.jit_compile else ''}): "
               f"{result['project_img_per_s']:.1f} img/s, {project_s:.2f} s/step, "
               f"{result['project_tflop_per_s']:.3f} TFLOP/s")
         print(f"ratio project / reference: {result['ratio']:.2f}x")

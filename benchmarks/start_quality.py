@@ -3,7 +3,8 @@ after the first epoch, at a quarter of the run and at its end.
 
     python benchmarks/start_quality.py --out DIR [--dataset digits] [--imbalanced] [--latent paper|class]
                                        [--g-learning-rate X] [--epochs N] [--precision ...] [--json]
-                                       [--ema-decay D] [--diffaugment translation,cutout,color]
+                                       [--networks project|original] [--ema-decay D]
+                                       [--diffaugment translation,cutout,color]
 
 Trains one run with bagan_train.train into DIR (all other settings: the defaults) and judges its
 generator at those epochs with a classifier of the real images: classify.py's paper-003 CNN trained
@@ -109,6 +110,7 @@ def main(argv=None):
     p.add_argument("--latent", choices=["paper", "class"], default="paper")
     p.add_argument("--g-learning-rate", type=float)
     p.add_argument("--epochs", type=int)
+    p.add_argument("--networks", choices=["project", "original"], help="bagan_train.py's")
     p.add_argument("--ema-decay", type=float, help="bagan_train.py's (issue 18's measurement)")
     p.add_argument("--diffaugment", help="bagan_train.py's (issue 18's measurement)")
     p.add_argument("--precision", default="float32")
@@ -125,7 +127,7 @@ def main(argv=None):
     config = bagan_train.TrainConfig.create(
         dataset=args.dataset, data_dir=args.data_dir, imbalanced=args.imbalanced, image_size=args.image_size,
         latent=args.latent, g_learning_rate=args.g_learning_rate, epochs=args.epochs, precision=args.precision,
-        seed=args.seed, ema_decay=args.ema_decay, diffaugment=args.diffaugment)
+        seed=args.seed, networks=args.networks, ema_decay=args.ema_decay, diffaugment=args.diffaugment)
     run_data = load_dataset(config.dataset, config.data_dir, config.image_size, config.imbalanced, config.seed)
     balanced = load_dataset(config.dataset, config.data_dir, config.image_size, False, config.seed)
     judge_path = args.judge or os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -156,7 +158,7 @@ def main(argv=None):
     result = dict(run_dir=args.out, dataset=config.dataset, imbalanced=config.imbalanced,
                   image_size=config.image_size, latent=config.latent, learning_rate=config.learning_rate,
                   g_learning_rate=config.g_learning_rate, epochs=config.epochs, precision=config.precision,
-                  ema_decay=config.ema_decay, diffaugment=config.diffaugment,
+                  networks=config.networks, ema_decay=config.ema_decay, diffaugment=config.diffaugment,
                   train_counts=run_data.train_counts(), class_names=list(run_data.class_names),
                   judge_test_accuracy=accuracy, judge=judge_path,
                   judge_sha256=hashlib.sha256(open(judge_path, "rb").read()).hexdigest(),

@@ -178,3 +178,48 @@ def test_generator_keras_round_trip_gives_identical_outputs(tmp_path):
         np.testing.assert_array_equal(a, b)
     # The comparison is sensitive: another label gives other images.
     assert not np.allclose(npy(loaded([z, (y + 1) % NUM_CLASSES], training=False)), before, atol=1e-3)
+
+
+# ---------------------------------------------------------------- --networks original
+
+
+def test_the_original_codes_networks_have_its_widths_and_details():
+    """improved_bagan_gp.py at 64x64: encoder 64-128-128-256 + Dense + LeakyReLU; decoder Dense
+    without batch norm, then 128-128-64; critic head Embedding(512) ... Dense(512) -> Dense(1);
+    convolutions from N(0, 0.02)."""
+    import bagan_train
+    from autoencoder import NETWORKS, decoder_filters
+    shape = (64, 64, 1)
+    encoder, decoder = build_encoder(shape, LATENT, "original"), build_decoder(shape, LATENT, "original")
+    critic = build_critic(shape, NUM_CLASSES, networks="original")
+    assert [l.filters for l in encoder.layers if isinstance(l, keras.layers.Conv2D)] == [64, 128, 128, 256]
+    assert encoder.layers[-1].name == "latent_act" and isinstance(encoder.layers[-1], keras.layers.LeakyReLU)
+    assert [l.filters for l in decoder.layers if isinstance(l, keras.layers.Conv2DTranspose)] == [128, 128, 64, 1]
+    assert decoder_filters(32, "original") == [128, 128]
+    norms = [l.name for l in decoder.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert norms == ["up_1_bn", "up_2_bn", "up_3_bn"]  # none after the Dense
+    head = critic.get_layer("critic_head")
+    assert head.get_layer("label_embedding").output_dim == 512 and head.get_layer("joint_dense").units == 512
+    assert critic.output_shape == (None, 1)
+    kernel = npy(encoder.get_layer("down_2").kernel)
+    assert 0.015 < kernel.std() < 0.025 and abs(kernel.mean()) < 0.002
+    project = build_encoder(shape, LATENT)
+    assert "project_bn" in [l.name for l in build_decoder(shape, LATENT).layers]
+    assert [l.filters for l in project.layers if isinstance(l, keras.layers.Conv2D)] == [64, 128, 256, 512]
+    field = {f.name: f for f in bagan_train.dataclasses.fields(bagan_train.TrainConfig)}["networks"]
+    assert set(field.metadata["choices"]) == set(NETWORKS)
+
+
+def test_original_networks_train_every_path_from_the_command_line(tmp_path, train_run):
+    """BAGAN-GP v3 with the critic from the encoder, and BAGAN (its discriminator copies the
+    encoder): config.json records the networks, the saved networks are the original's."""
+    import json
+    run = train_run(tmp_path / "v3", 1, 1, "--networks", "original", "--critic-init", "encoder")
+    assert json.loads((run / "config.json").read_text())["networks"] == "original"
+    critic = keras.models.load_model(run / "critic.keras")
+    encoder = keras.models.load_model(run / "encoder.keras")
+    assert "joint_dense" in [l.name for l in critic.get_layer("critic_head").layers]
+    assert [l.filters for l in encoder.layers if isinstance(l, keras.layers.Conv2D)] == [64, 128, 128]
+    bagan = train_run(tmp_path / "bagan", 1, 1, "--networks", "original", "--model", "bagan")
+    discriminator = keras.models.load_model(bagan / "critic.keras")
+    assert "latent_act" in [l.name for l in discriminator.layers]
