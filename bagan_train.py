@@ -121,7 +121,8 @@ def pretrain_autoencoder(config, data, run, verbose):
                         validation_data=pairs(data.x_test, data.y_test, False),
                         validation_steps=-(-len(data.x_test) // config.batch_size),
                         callbacks=([HistoryCSV(run, "autoencoder", config.model_class.title)] if run.writable else [])
-                        + ([EpochProgress("autoencoder", config.ae_epochs)] if verbose else []),
+                        + ([EpochProgress("autoencoder", config.ae_epochs, f"{config.epochs} GAN epochs")]
+                           if verbose else []),
                         shuffle=False, verbose=verbose)
     if run.writable:
         reconstruction_figure(run.file("reconstruction.png"), pretrained, data)

@@ -40,11 +40,13 @@ class NonFiniteLoss(Exception):
 
 class EpochProgress(keras.callbacks.Callback):
     """One line per finished epoch: the phase, the epoch, its time and an estimate of the time the
-    phase has left (the mean epoch time so far times the epochs to go)."""
+    phase has left (the mean epoch time so far times the epochs to go). `then`: what follows the
+    phase (the autoencoder's lines say "then 40 GAN epochs", whose time is not known yet); without
+    it the phase is the last, and the estimate is the run's."""
 
-    def __init__(self, phase, epochs):
+    def __init__(self, phase, epochs, then=None):
         super().__init__()
-        self.phase, self.epochs = phase, epochs
+        self.phase, self.epochs, self.then = phase, epochs, then
         self.times, self.started = [], time.perf_counter()
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -53,9 +55,11 @@ class EpochProgress(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.times.append(time.perf_counter() - self.started)
         left = (self.epochs - epoch - 1) * float(np.mean(self.times))
-        estimate = f"about {left / 60:.0f} min left" if left >= 90 else f"about {left:.0f} s left"
+        estimate = f"about {left / 60:.0f} min" if left >= 90 else f"about {left:.0f} s"
+        estimate += f" left of the {self.phase}, then {self.then}" if self.then else " left of the run"
+        done = "done" + (f"; then {self.then}" if self.then else "")
         print(f"[{self.phase}] epoch {epoch + 1}/{self.epochs} in {self.times[-1]:.0f} s; "
-              f"{estimate if epoch + 1 < self.epochs else 'done'}", flush=True)
+              f"{estimate if epoch + 1 < self.epochs else done}", flush=True)
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):

@@ -540,7 +540,7 @@ def test_a_log_file_gets_one_clean_line_per_epoch_with_the_time_left_and_what_ne
     lines = printed.splitlines()
     assert [line.split(" in ")[0] for line in lines if line.startswith("[bagan_gp v3] epoch ")] == [
         "[bagan_gp v3] epoch 1/3", "[bagan_gp v3] epoch 2/3", "[bagan_gp v3] epoch 3/3"]
-    assert "left" in next(line for line in lines if line.startswith("[bagan_gp v3] epoch 1/3"))
+    assert "left of the run" in next(line for line in lines if line.startswith("[bagan_gp v3] epoch 1/3"))
     assert lines[-1].startswith("next: look at") and f"python generate.py {out}" in lines[-1]
 
 
@@ -567,3 +567,16 @@ def test_losses_show_a_single_epoch_and_whole_epochs():
     assert [line.get_marker() for line in autoencoder.lines] == [".", "."]  # one epoch: a dot, not nothing
     ticks = gan.get_xticks()
     assert all(float(t).is_integer() for t in ticks)
+
+
+def test_the_autoencoders_progress_says_what_follows_and_the_last_phase_estimates_the_run(capsys):
+    from callbacks import EpochProgress
+    autoencoder, gan = EpochProgress("autoencoder", 3, "40 GAN epochs"), EpochProgress("bagan_gp v3", 2)
+    for progress, epochs in ((autoencoder, 3), (gan, 2)):
+        for epoch in range(epochs):
+            progress.on_epoch_begin(epoch)
+            progress.on_epoch_end(epoch)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("[autoencoder] epoch 1/3 in 0 s; about 0 s left of the autoencoder, then 40 GAN epochs")
+    assert lines[2].endswith("done; then 40 GAN epochs")
+    assert lines[3].endswith("about 0 s left of the run") and lines[4].endswith("; done")
