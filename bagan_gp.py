@@ -386,7 +386,8 @@ class AdversarialModel(keras.Model):
     def gradient_penalty(self, real_images, fake_images, labels):
         """GP = E[(||grad_x D(x_hat, y)||_2 - 1)^2], x_hat = a x_r + (1 - a) x_f, a ~ U(0, 1) per sample.
 
-        The norm is taken in float32 with a small epsilon inside the square root.
+        The norm is taken in float32 with a small epsilon inside the square root. With --diffaugment
+        x_hat is augmented like every other image the critic sees, and the gradient is taken there.
         """
         batch_size = ops.shape(real_images)[0]
         alpha = self.replica_rows(lambda shape: keras.random.uniform(shape, seed=self.seed_generator),
