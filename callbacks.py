@@ -326,6 +326,7 @@ def assemble_gif(samples_dir, gif_path, duration=500):
     each shown `duration` milliseconds (imageio 2.38's unit; 0.4 meant no delay at all).
 
     The caption also keeps two alike epochs apart: GIF writers merge identical consecutive frames.
+    Grids of different sizes (a run resumed by a version that labels its grids) share one canvas.
     """
     import imageio.v2 as imageio
     from PIL import Image, ImageDraw
@@ -334,10 +335,11 @@ def assemble_gif(samples_dir, gif_path, duration=500):
     frames = sorted(f for f in os.listdir(samples_dir) if f.startswith("epoch_") and f.endswith(".png"))
     if not frames:
         return
+    grids = [Image.open(os.path.join(samples_dir, name)).convert("RGB") for name in frames]
+    width, height = max(g.width for g in grids), max(g.height for g in grids)
     images = []
-    for name in frames:
-        grid = Image.open(os.path.join(samples_dir, name)).convert("RGB")
-        frame = Image.new("RGB", (grid.width, grid.height + CAPTION_HEIGHT), "white")
+    for name, grid in zip(frames, grids):
+        frame = Image.new("RGB", (width, height + CAPTION_HEIGHT), "white")
         frame.paste(grid, (0, CAPTION_HEIGHT))
         ImageDraw.Draw(frame).text((3, 1), f"epoch {int(name[6:-4])}", fill="black")
         images.append(np.asarray(frame))

@@ -379,6 +379,22 @@ def test_gif_has_one_frame_per_epoch_even_when_two_epochs_look_alike(tmp_path):
     np.testing.assert_array_equal(frames[2][CAPTION_HEIGHT:], 255 - grid[..., 0])
 
 
+def test_gif_of_a_run_whose_grids_changed_size_is_written(tmp_path):
+    """A run resumed by a version that labels its grids has grids of two sizes: one canvas for all
+    (this failed at the end of training, before the networks were saved)."""
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    old, new = np.full((2 * TILE, 3 * TILE, 1), 90, np.uint8), np.full((3 * TILE, 4 * TILE, 1), 160, np.uint8)
+    save_png(samples / "epoch_001.png", old)
+    save_png(samples / "epoch_002.png", new)
+    assemble_gif(samples, tmp_path / "progress.gif")
+    with Image.open(tmp_path / "progress.gif") as gif:
+        frames = [np.asarray(f.convert("L")) for f in ImageSequence.Iterator(gif)]
+    assert [f.shape for f in frames] == [(3 * TILE + CAPTION_HEIGHT, 4 * TILE)] * 2
+    np.testing.assert_array_equal(frames[0][CAPTION_HEIGHT:CAPTION_HEIGHT + 2 * TILE, :3 * TILE], old[..., 0])
+    np.testing.assert_array_equal(frames[1][CAPTION_HEIGHT:], new[..., 0])
+
+
 # ---------------------------------------------------------------- TrainConfig
 
 
