@@ -61,8 +61,11 @@ def train(config, run_dir=None, data=None, strategy=None, verbose=1, callbacks=(
                       jit_compile=config.xla)
         first_epoch = run.load_checkpoint(model.training_state())
         steps = config.steps_per_epoch_for(data)
-        print(f"[{config.label}] epochs {first_epoch + 1}..{config.epochs}, {steps} generator steps per "
-              f"epoch, train ratio {config.train_ratio}" + (" (resumed)" if first_epoch else ""), flush=True)
+        if first_epoch >= config.epochs:
+            print(f"[{config.label}] all {config.epochs} epochs are done; writing the networks of the last", flush=True)
+        else:
+            print(f"[{config.label}] epochs {first_epoch + 1}..{config.epochs}, {steps} generator steps per "
+                  f"epoch, train ratio {config.train_ratio}" + (" (resumed)" if first_epoch else ""), flush=True)
         batches = make_tf_dataset(data.x_train, data.y_train, config.batch_size, seed=config.seed,
                                   drop_remainder=True, repeat=True, first_epoch=first_epoch, steps_per_epoch=steps)
         model.fit(batches, epochs=config.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,

@@ -478,6 +478,18 @@ def test_resume_to_fewer_epochs_than_done_is_refused(smoke_run, tmp_path, capsys
     assert snapshot(run) == before
 
 
+def test_resume_of_a_run_whose_networks_were_not_written_writes_them(smoke_run, tmp_path, capsys):
+    """Every epoch done but generator.keras missing (a run stopped after its last checkpoint):
+    --resume writes the networks from the checkpoint and says so, training nothing."""
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run, run)
+    (run / "generator.keras").unlink()
+    rows = len((run / "history.csv").read_text().splitlines())
+    assert main(["--resume", str(run), "--verbose", "0"]) == 0
+    assert "all 2 epochs are done" in capsys.readouterr().out
+    assert (run / "generator.keras").is_file() and len((run / "history.csv").read_text().splitlines()) == rows
+
+
 def test_ctrl_c_ends_with_the_resume_command(tmp_path):
     """SIGINT during training: exit status 130, no traceback, one line with the saved epoch and --resume."""
     import signal
