@@ -210,16 +210,18 @@ def test_the_original_codes_networks_have_its_widths_and_details():
     assert set(field.metadata["choices"]) == set(NETWORKS)
 
 
-def test_original_networks_train_every_path_from_the_command_line(tmp_path, train_run):
-    """BAGAN-GP v3 with the critic from the encoder, and BAGAN (its discriminator copies the
-    encoder): config.json records the networks, the saved networks are the original's."""
+def test_original_networks_train_from_the_command_line_and_bagan_copies_their_encoder(tmp_path, train_run):
+    """BAGAN-GP v3 with the critic from the encoder: config.json records the networks, the saved
+    networks are the original's; BAGAN's discriminator of an original encoder copies it."""
     import json
+    from bagan_gp import build_bagan_discriminator
     run = train_run(tmp_path / "v3", 1, 1, "--networks", "original", "--critic-init", "encoder")
     assert json.loads((run / "config.json").read_text())["networks"] == "original"
     critic = keras.models.load_model(run / "critic.keras")
     encoder = keras.models.load_model(run / "encoder.keras")
     assert "joint_dense" in [l.name for l in critic.get_layer("critic_head").layers]
     assert [l.filters for l in encoder.layers if isinstance(l, keras.layers.Conv2D)] == [64, 128, 128]
-    bagan = train_run(tmp_path / "bagan", 1, 1, "--networks", "original", "--model", "bagan")
-    discriminator = keras.models.load_model(bagan / "critic.keras")
-    assert "latent_act" in [l.name for l in discriminator.layers]
+    discriminator = build_bagan_discriminator(encoder, NUM_CLASSES, networks="original")
+    x = _images(np.random.default_rng(0), 3, (32, 32, 1))
+    features = keras.Model(discriminator.inputs, discriminator.get_layer("latent_act").output)
+    np.testing.assert_allclose(npy(features(x)), npy(encoder(x)), rtol=1e-5, atol=1e-6)
