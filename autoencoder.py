@@ -13,8 +13,8 @@ a Dense to the latent; the decoder is a Dense to 4x4x256, then stride-2 transpos
 batch normalisation and LeakyReLU(0.2) up to the image size, tanh output in [-1, 1]. The number of
 stages follows the image size: 32 -> 3, 64 -> 4, 128 -> 5 (from/to 4x4).
 
-Two sets of widths and details (`--networks`, NETWORKS below): "project", this project's, and
-"original", those of the original BAGAN-GP code (GH920/improved-bagan-gp, improved_bagan_gp.py, at
+Two sets of widths and details (`--networks`, NETWORKS below): "project", this project's first, and
+"original" (the default since 2026-12-01), those of the original BAGAN-GP code (GH920/improved-bagan-gp, improved_bagan_gp.py, at
 64x64): encoder 64-128-128-256 with a LeakyReLU after its Dense, decoder 128-128-64 without batch
 normalisation after its Dense, convolutions initialised from N(0, 0.02), and the critic's label
 head of bagan_gp.build_critic. Both keep this file's batch-norm momentum (below). At 32x32 a stack
@@ -41,6 +41,9 @@ NETWORKS = {
                      label_units=512, head_units=512),
 }
 """--networks -> what the encoder, decoder and critics are built with (the one place that says it)."""
+DEFAULT_NETWORKS = "original"
+"""The better of the two on the quality judge and the faster (benchmarks/RESULTS.md, issue 15): runs
+since 2026-12-01; older runs' config.json say "project" or, before the setting, nothing (project)."""
 
 
 def num_stages(image_size):
@@ -50,24 +53,24 @@ def num_stages(image_size):
     return int(math.log2(image_size)) - 2
 
 
-def encoder_filters(image_size, networks="project"):
+def encoder_filters(image_size, networks=DEFAULT_NETWORKS):
     """Filters of the downsampling convolutions (project: 64, 128, 256, 512, 512; original: 64,
     128, 128, 256, 256), one per stage."""
     return list(NETWORKS[networks]["encoder_filters"][:num_stages(image_size)])
 
 
-def decoder_filters(image_size, networks="project"):
+def decoder_filters(image_size, networks=DEFAULT_NETWORKS):
     """Filters after each upsampling stage but the last (which outputs the image channels)."""
     return list(NETWORKS[networks]["decoder_filters"][:num_stages(image_size) - 1])
 
 
-def conv_initializer(networks="project"):
+def conv_initializer(networks=DEFAULT_NETWORKS):
     """A fresh kernel initializer for a convolution: Keras' default, or the original code's N(0, 0.02)."""
     stddev = NETWORKS[networks]["conv_stddev"]
     return keras.initializers.RandomNormal(stddev=stddev) if stddev else "glorot_uniform"
 
 
-def downsampling_stack(image, image_size, name_prefix="down", dropout=0.0, networks="project"):
+def downsampling_stack(image, image_size, name_prefix="down", dropout=0.0, networks=DEFAULT_NETWORKS):
     """Stride-2 4x4 convolutions with LeakyReLU(0.2), shared by the encoder and the critics; with
     `dropout`, a Dropout after each (the original BAGAN's discriminator).
 
@@ -83,7 +86,7 @@ def downsampling_stack(image, image_size, name_prefix="down", dropout=0.0, netwo
     return layers.Flatten(name="features")(x)
 
 
-def latent_head(features, latent_dim, networks="project"):
+def latent_head(features, latent_dim, networks=DEFAULT_NETWORKS):
     """features -> the latent: a Dense (and the original code's LeakyReLU after it), float32."""
     latent = layers.Dense(latent_dim, name="latent", dtype="float32")(features)
     if NETWORKS[networks]["latent_activation"]:
@@ -91,14 +94,14 @@ def latent_head(features, latent_dim, networks="project"):
     return latent
 
 
-def build_encoder(image_shape, latent_dim=128, networks="project"):
+def build_encoder(image_shape, latent_dim=128, networks=DEFAULT_NETWORKS):
     """Encoder: image in [-1, 1] -> latent vector (Sec. 4)."""
     image = keras.Input(shape=image_shape, name="image")
     features = downsampling_stack(image, image_shape[0], networks=networks)
     return keras.Model(image, latent_head(features, latent_dim, networks), name="encoder")
 
 
-def build_decoder(image_shape, latent_dim=128, networks="project"):
+def build_decoder(image_shape, latent_dim=128, networks=DEFAULT_NETWORKS):
     """Decoder: (labeled) latent -> image in [-1, 1] (Sec. 4; batch norm only here)."""
     image_size, _, channels = image_shape
     latent = keras.Input(shape=(latent_dim,), name="labeled_latent")

@@ -38,7 +38,7 @@ import tensorflow as tf
 from keras import layers, ops
 
 from augment import diff_augment, parse_policy
-from autoencoder import NETWORKS, LEAKY_SLOPE, build_decoder, build_embedding, downsampling_stack, latent_head
+from autoencoder import DEFAULT_NETWORKS, NETWORKS, LEAKY_SLOPE, build_decoder, build_embedding, downsampling_stack, latent_head
 from datasets import to_model_range
 
 VARIANTS = {
@@ -61,7 +61,7 @@ def build_generator(embedding, decoder, latent=None):
     return keras.Model([z, label], decoder(embedding([code, label])), name="generator")
 
 
-def build_critic(image_shape, num_classes, encoder=None, networks="project"):
+def build_critic(image_shape, num_classes, encoder=None, networks=DEFAULT_NETWORKS):
     """Critic (Fig. 5): conv features * dense label embedding -> one unconstrained logit.
 
     Two parts, `critic_features` (image -> conv features) and `critic_head` (features, label ->
@@ -102,7 +102,7 @@ def critic_parts(critic):
     return None
 
 
-def build_acgan_discriminator(image_shape, num_classes, networks="project"):
+def build_acgan_discriminator(image_shape, num_classes, networks=DEFAULT_NETWORKS):
     """AC-GAN discriminator (paper 003, Fig. 3): image -> (real/fake logit, class logits)."""
     image = keras.Input(shape=image_shape, name="image")
     features = downsampling_stack(image, image_shape[0], networks=networks)
@@ -111,7 +111,7 @@ def build_acgan_discriminator(image_shape, num_classes, networks="project"):
     return keras.Model(image, [source, classes], name="critic")
 
 
-def build_bagan_discriminator(encoder, num_classes, dropout=0.0, networks="project"):
+def build_bagan_discriminator(encoder, num_classes, dropout=0.0, networks=DEFAULT_NETWORKS):
     """BAGAN discriminator (Sec. 3.1): a copy of the pretrained encoder (built with `networks`), with
     Dropout(dropout) after each convolution as in the original code (IBM/BAGAN, balancing_gan.py),
     plus a softmax over K classes + "fake". Returns logits; index K (the last) is the fake class.
@@ -214,9 +214,9 @@ def registered(model_class):
 class AdversarialModel(keras.Model):
     """What every model shares: the networks, the samplers, the gradient penalty and the training step.
 
-    `train_step` = `train_ratio` critic updates (`critic_step`: `critic_loss`, plus gp_weight * GP
-    for a model with the penalty), then one generator update on `generator_loss`; a model supplies
-    those two losses, `sample_fakes` and `build`. The fakes of a critic step are drawn before its
+    `train_step` = `train_ratio` critic updates (`critic_steps`, one traced loop of `critic_step`:
+    `critic_loss`, plus gp_weight * GP for a model with the penalty), then one generator update on
+    `generator_loss`; a model supplies those two losses, `sample_fakes` and `build`. The fakes of a critic step are drawn before its
     gradient tape: constants for the critic, so the generator's activations are not held for a
     backward pass that never reaches them.
 
@@ -315,14 +315,37 @@ class AdversarialModel(keras.Model):
     def train_step(self, data):
         real_images, real_labels = data
         real_labels = ops.cast(real_labels, "int32")
-        for _ in range(self.train_ratio):
-            d_loss, parts = self.critic_step(real_images, real_labels)
+        d_loss, parts = self.critic_steps(real_images, real_labels)
         g_loss = self.generator_step(real_labels)
         if self.ema_decay:
             self.update_average()
         for name, value in dict(parts, d_loss=d_loss, g_loss=g_loss).items():
             self.trackers[name].update_state(value)
         return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def critic_steps(self, real_images, real_labels):
+        """`train_ratio` critic steps on the same real batch; the last one's loss and parts.
+
+        One traced loop rather than `train_ratio` unrolled copies of the step: the graph, its
+        tracing time and its memory do not grow with the ratio (issue 20). The steps run one
+        after the other, each reading the critic the previous one updated. Under a tf.distribute
+        strategy the copies stay unrolled: a replica cannot synchronise (the optimizer's sum over
+        replicas, batch normalisation's statistics) inside a loop.
+        """
+        if tf.distribute.has_strategy():
+            for _ in range(self.train_ratio):
+                d_loss, parts = self.critic_step(real_images, real_labels)
+            return d_loss, parts
+
+        def step(i, d_loss, parts):
+            d_loss, parts = self.critic_step(real_images, real_labels)
+            return i + 1, ops.cast(d_loss, "float32"), {k: ops.cast(v, "float32") for k, v in parts.items()}
+
+        start = {name: ops.zeros((), "float32") for name in self.loss_parts if name not in ("d_loss", "g_loss")}
+        _, d_loss, parts = tf.while_loop(lambda i, *_: i < self.train_ratio, step,
+                                         (ops.zeros((), "int32"), ops.zeros((), "float32"), start),
+                                         parallel_iterations=1, maximum_iterations=self.train_ratio)
+        return d_loss, parts
 
     def critic_step(self, real_images, real_labels):
         """One critic update on critic_loss (+ gp_weight * GP); returns the loss and its parts."""
@@ -497,7 +520,7 @@ class BAGANGP(AdversarialModel):
         return VARIANTS[options["variant"]]["autoencoder"] if "variant" in options else cls.autoencoder
 
     @classmethod
-    def build(cls, data, pretrained=None, *, latent_dim, batch_size, networks="project", variant=None,
+    def build(cls, data, pretrained=None, *, latent_dim, batch_size, networks=DEFAULT_NETWORKS, variant=None,
               critic_init="none", latent="paper", **common):
         """The generator and the critic of Fig. 4 and 5; the critic's convolutions from the encoder
         with critic_init "encoder".
@@ -599,7 +622,7 @@ class BAGAN(AdversarialModel):
     setting_defaults = dict(learning_rate=5e-5, beta_2=0.999, ae_loss="mse")  # the original code's
 
     @classmethod
-    def build(cls, data, pretrained=None, *, latent_dim, batch_size, networks="project", dropout=0.3, **common):
+    def build(cls, data, pretrained=None, *, latent_dim, batch_size, networks=DEFAULT_NETWORKS, dropout=0.3, **common):
         """Class statistics of the encoded training images -> labeled latent -> the pretrained decoder."""
         means, covariances = class_conditional_statistics(
             encode(pretrained.encoder, data.x_train, batch_size), data.y_train, data.num_classes)
@@ -701,7 +724,7 @@ class ACGAN(AdversarialModel):
         return {"real_fraction": real_fraction, "alternate": alternate}
 
     @classmethod
-    def build(cls, data, pretrained=None, *, latent_dim, batch_size, networks="project", real_fraction=0.5,
+    def build(cls, data, pretrained=None, *, latent_dim, batch_size, networks=DEFAULT_NETWORKS, real_fraction=0.5,
               alternate=False, **common):
         """Generator = a fresh embedding + decoder; the two-headed discriminator of Fig. 3."""
         shape, num_classes = data.x_train.shape[1:], data.num_classes

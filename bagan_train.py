@@ -7,6 +7,7 @@
 The recipe is `train`, right below; its settings are a `TrainConfig`, whose table of defaults
 follows. The run folder it writes is described in runs.py.
 """
+import contextlib
 import dataclasses
 import json
 import os
@@ -40,21 +41,25 @@ def train(config, run_dir=None, data=None, strategy=None, verbose=1, callbacks=(
     from callbacks import EpochProgress
     from datasets import load_dataset, make_tf_dataset
 
-    if run_dir and os.path.exists(os.path.join(run_dir, CONFIG_FILE)):
+    resumed = Run.open(run_dir).config if run_dir and os.path.exists(os.path.join(run_dir, CONFIG_FILE)) else None
+    if resumed:
         TrainConfig.resume(run_dir, **dataclasses.asdict(config))  # refuses what the checkpoint fixes
     data = data or load_dataset(config.dataset, config.data_dir, config.image_size, config.imbalanced, config.seed,
                                 config.resize, config.window)
     strategy = strategy or tf.distribute.get_strategy()
     config.check_fits(data, strategy.num_replicas_in_sync)
-    run = Run.create(run_dir or config.new_run_dir(), config.record(data), writable=is_chief(strategy))
+    chosen = config.choose_precision() or (resumed or {}).get("precision_chosen")
+    run = Run.create(run_dir or config.new_run_dir(), dict(config.record(data), precision_chosen=chosen),
+                     writable=is_chief(strategy))
     replicas = strategy.num_replicas_in_sync
     print(f"run folder: {run.path}" + (f" ({replicas} replicas, {type(strategy).__name__})" if replicas > 1 else "")
           + ("" if run.writable else " (a worker: writes nothing)"), flush=True)
+    if chosen and not resumed:
+        print(f"precision: {config.precision} ({chosen})", flush=True)
     classifier = evaluation_classifier(config, data, run)  # before the seed below: the GAN's numbers stay the same
     keras.utils.set_random_seed(config.seed)
-    keras.mixed_precision.set_global_policy(config.precision)
     started = time.time()
-    with strategy.scope():
+    with strategy.scope(), dtype_policy(config.precision):
         pretrained = pretrain_autoencoder(config, data, run, verbose)                # Sec. 3.2.2
         model = config.model_class.build(data, pretrained, **config.model_settings())  # Sec. 3.2
         model.compile(d_optimizer=adam(config, config.learning_rate), g_optimizer=adam(config, config.g_learning_rate),
@@ -133,6 +138,18 @@ def pretrain_autoencoder(config, data, run, verbose):
     return pretrained
 
 
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Keras' global dtype policy `name` inside the block, the caller's again after it."""
+    import keras
+    before = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(before)
+
+
 def adam(config, learning_rate):
     import keras
     return keras.optimizers.Adam(learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
@@ -142,7 +159,6 @@ def evaluation_classifier(config, data, run):
     """The classifier of the in-training evaluation (--eval-every): classify.py's CNN trained in
     float32 on the run's training split (class-weighted), kept in the run folder; None when the run
     does not evaluate (eval_every 0 or more than its epochs, or a worker that writes nothing)."""
-    import keras
     from fid import train_feature_classifier
     if not (run.writable and 0 < config.eval_every <= config.epochs):
         return None
@@ -150,8 +166,8 @@ def evaluation_classifier(config, data, run):
     if path.is_file():
         return load_model(path)
     started = time.time()
-    keras.mixed_precision.set_global_policy("float32")
-    classifier, accuracy = train_feature_classifier(data, seed=config.seed, epochs=EVAL_CLASSIFIER_EPOCHS)
+    with dtype_policy("float32"):
+        classifier, accuracy = train_feature_classifier(data, seed=config.seed, epochs=EVAL_CLASSIFIER_EPOCHS)
     save_model(classifier, path)
     save_json(run.file(EVAL_CLASSIFIER_FILE.replace(".keras", ".json")),
               dict(test_accuracy=accuracy, epochs=EVAL_CLASSIFIER_EPOCHS, seconds=round(time.time() - started, 1)))
@@ -246,9 +262,9 @@ class TrainConfig:
                               action="store_true")
     dropout: float = setting("bagan only (default 0.3, the original code's): dropout after each of the "
                              "discriminator's convolutions", type=float)
-    networks: str = setting("the widths and details of the encoder, decoder and critic: this project's, or the "
-                            "original BAGAN-GP code's (autoencoder.NETWORKS)", default="project",
-                            choices=("project", "original"))
+    networks: str = setting("the widths and details of the encoder, decoder and critic: the original BAGAN-GP "
+                            "code's, or this project's first ones (autoencoder.NETWORKS; benchmarks/RESULTS.md)",
+                            default="original", choices=("original", "project"))
     batch_size: int = setting("paper: 128 (digits: 64)", type=int)
     latent_dim: int = setting("paper: 128", type=int)
     learning_rate: float = setting("Adam's learning rate (the critic's, the autoencoder's), paper: 2e-4; bagan: "
@@ -276,8 +292,10 @@ class TrainConfig:
     eval_every: int = setting("every N epochs, score the generator per class (KID and recognition by a classifier of "
                               "the training split) and keep generator_best.keras by the worst class; 0: never "
                               "(digits 5, imbalanced 10; fashion_mnist 1; cifar10 3; others 10)", type=int)
-    precision: str = setting("Keras dtype policy; losses and the penalty's norm stay float32",
-                             default="float32", choices=("float32", "mixed_bfloat16"))
+    precision: str = setting("Keras dtype policy; losses and the penalty's norm stay float32. auto: "
+                             "mixed_bfloat16 where the hardware computes bfloat16 natively (a CPU with "
+                             "avx512_bf16 or AMX, a GPU of compute capability 8.0 or newer), float32 elsewhere",
+                             default="auto", choices=("auto", "float32", "mixed_bfloat16"))
     jit_compile: str = setting("XLA for the train step; auto = Keras' choice: on with a GPU, off on "
                                "CPU-only machines, where it measured slower (benchmarks/RESULTS.md)",
                                default="auto", choices=("auto", "true", "false"))
@@ -338,7 +356,7 @@ class TrainConfig:
         if config.g_learning_rate is None:
             config.g_learning_rate = config.learning_rate
         for name, value in changes.items():
-            if value is None or value == getattr(config, name):
+            if value is None or value == getattr(config, name) or (name, value) == ("precision", "auto"):
                 continue
             if name not in RESUMABLE:
                 raise UsageError(f"{flag(name)} cannot change when resuming (the run has "
@@ -422,6 +440,13 @@ class TrainConfig:
                     seed=self.seed, batch_size=self.batch_size, networks=self.networks, ema_decay=self.ema_decay,
                     diffaugment=self.diffaugment, **self.options)
 
+    def choose_precision(self):
+        """Resolves --precision auto (`auto_precision`) in place; returns why it chose, else None."""
+        if self.precision != "auto":
+            return None
+        self.precision, why = auto_precision()
+        return f"auto: {why}"
+
     def steps_per_epoch_for(self, data):
         steps = len(data.x_train) // self.batch_size
         return min(steps, self.steps_per_epoch) if self.steps_per_epoch else steps
@@ -438,6 +463,29 @@ class TrainConfig:
                     channels=data.channels, train_counts=data.train_counts(), test_counts=data.test_counts(),
                     versions=dict(python=platform.python_version(), tensorflow=tf.__version__,
                                   keras=keras.__version__, numpy=np.__version__))
+
+
+def auto_precision(cpuinfo="/proc/cpuinfo"):
+    """(policy, why): mixed bfloat16 where every GPU has compute capability 8.0 or newer or, without
+    a GPU, where the CPU has bfloat16 instructions (avx512_bf16, amx_bf16 in `cpuinfo`'s flags);
+    float32 elsewhere, where bfloat16 would be emulated and slower (benchmarks/RESULTS.md)."""
+    import tensorflow as tf
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        capability = min(tf.config.experimental.get_device_details(g).get("compute_capability") or (0, 0)
+                         for g in gpus)
+        native = capability >= (8, 0)
+        return ("mixed_bfloat16" if native else "float32",
+                f"GPU compute capability {capability[0]}.{capability[1]}" + ("" if native else ", below 8.0"))
+    try:
+        with open(cpuinfo) as f:
+            flags = {word for line in f if line.startswith("flags") for word in line.split(":", 1)[1].split()}
+    except OSError:
+        return "float32", f"no GPU, and {cpuinfo} cannot be read for the CPU's bfloat16 instructions"
+    native = [name for name in ("avx512_bf16", "amx_bf16") if name in flags]
+    if native:
+        return "mixed_bfloat16", f"no GPU; the CPU has {' and '.join(native)}"
+    return "float32", "no GPU, and the CPU has no bfloat16 instructions (avx512_bf16, amx_bf16)"
 
 
 def model_option_names():

@@ -2,8 +2,7 @@
 dataset, score them all class by class, and write a report.
 
     python compare.py --dataset digits --imbalanced --out reports/digits-imbalanced
-    python compare.py --dataset fashion_mnist --imbalanced --image-size 32 --precision mixed_bfloat16 \\
-        --out reports/fashion-mnist-b
+    python compare.py --dataset fashion_mnist --imbalanced --image-size 32 --out reports/fashion-mnist-b
     python compare.py --dataset digits --imbalanced --models bagan_gp cgan --epochs 3 --ae-epochs 2 \\
         --seeds 1 --classifier-epochs 2 --fid-per-class 50 --out reports/smoke       # a few minutes
 

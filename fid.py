@@ -494,20 +494,23 @@ def train_feature_classifier(data, seed=0, epochs=CLASSIFIER_EPOCHS, batch_size=
     class_weight = {c: len(data.y_train) / (data.num_classes * n) for c, n in enumerate(counts) if n}
     model.fit(make_tf_dataset(data.x_train, data.y_train, batch_size, seed=seed), epochs=epochs,
               class_weight=class_weight, shuffle=False, verbose=0)
-    _, accuracy = model.evaluate(make_tf_dataset(data.x_test, data.y_test, 256, shuffle=False), verbose=0)
+    _, accuracy = model.evaluate(make_tf_dataset(data.x_test, data.y_test, batch_size, shuffle=False), verbose=0)
     return model, float(accuracy)
 
 
-def class_scores(generator, classifier, real_features, per_class, seed=0, batch_size=256):
+def class_scores(generator, classifier, real_features, per_class, seed=0, batch_size=64):
     """Per class c: the KID of `per_class` images G(z, c) (noise of runs.generated_batches) against
     `real_features[c]`, and the share of them `classifier` assigns to c, both in the classifier's
-    'features' layer. The quick in-domain check of training (callbacks.BestGenerator)."""
+    'features' layer. The quick in-domain check of training (callbacks.BestGenerator); batches of
+    64, as the classifier's training: larger ones raise a training run's peak memory (issue 20)."""
     import keras
     model = keras.Model(classifier.inputs, [classifier.get_layer("features").output, classifier.outputs[0]])
     kid, recognised = [], []
     for c, real in enumerate(real_features):
-        images = np.concatenate([np.asarray(b) for b in generated_batches(generator, c, per_class, batch_size, seed)])
-        features, logits = model.predict(images, batch_size=batch_size, verbose=0)
+        # Each batch straight through the classifier: no predict function traced for a model made per call.
+        scored = [model(images, training=False) for images in generated_batches(generator, c, per_class, batch_size,
+                                                                                  seed)]
+        features, logits = (np.concatenate([np.asarray(s[i], np.float32) for s in scored]) for i in (0, 1))
         kid.append(kernel_inception_distance(real, features) if len(real) > 1 else math.nan)
         recognised.append(float(np.mean(np.argmax(logits, axis=1) == c)))
     return kid, recognised

@@ -189,16 +189,10 @@ def _json_value(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-@contextlib.contextmanager
 def _training_context(verbose):
-    """Silence fit_run's progress lines when verbose is 0; keep the caller's Keras dtype policy."""
-    import keras
-    policy = keras.mixed_precision.global_policy()
-    try:
-        with contextlib.redirect_stdout(io.StringIO()) if verbose == 0 else contextlib.nullcontext():
-            yield
-    finally:
-        keras.mixed_precision.set_global_policy(policy)
+    """Silence the training's progress lines when verbose is 0 (bagan_train.train keeps the caller's
+    Keras dtype policy)."""
+    return contextlib.redirect_stdout(io.StringIO()) if verbose == 0 else contextlib.nullcontext()
 
 
 class BAGANGPOversampler(BaseOverSampler):

@@ -2,7 +2,7 @@
 moving average (--ema-decay), with DiffAugment (--diffaugment translation,cutout,color) and with both.
 
     python benchmarks/bench_aids.py [--image-size 64] [--batch-size 128] [--steps 3]
-                                    [--precision float32|mixed_bfloat16] [--json]
+                                    [--precision auto|float32|mixed_bfloat16] [--json]
 
 The four models have the same networks (built from one seed) and train on the same random batch in
 one process; their steps are timed alternately (median of --steps after one warm-up step each), so a
@@ -25,7 +25,7 @@ import tensorflow as tf  # noqa: E402
 
 from autoencoder import build_decoder, build_embedding  # noqa: E402
 from bagan_gp import BAGANGP, build_critic, build_generator  # noqa: E402
-from bench_train_step import add_step_arguments, compiled_step, time_interleaved  # noqa: E402
+from bench_train_step import add_step_arguments, compiled_step, resolve_precision, time_interleaved  # noqa: E402
 
 POLICY = "translation,cutout,color"
 SETTINGS = {"none": {}, "ema": dict(ema_decay=0.999), "diffaugment": dict(diffaugment=POLICY),
@@ -44,7 +44,7 @@ def main(argv=None):
     add_step_arguments(p)
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-
+    args.precision, _ = resolve_precision(args.precision)
     keras.mixed_precision.set_global_policy(args.precision)
     rng = np.random.default_rng(0)
     images = tf.constant(rng.uniform(-1, 1, (args.batch_size, args.image_size, args.image_size, 1)), tf.float32)

@@ -1,11 +1,12 @@
 """Wall time of one BAGAN-GP epoch (with its image grid and checkpoint) and peak memory.
 
     python benchmarks/bench_epoch.py [--dataset fashion_mnist] [--balanced] [--image-size 64]
-                                     [--precision float32|mixed_bfloat16] [--steps N] [--json]
+                                     [--precision auto|float32|mixed_bfloat16] [--networks project|original]
+                                     [--eval-every 1|0] [--steps N] [--json]
 
 Runs bagan_train's GAN phase for one epoch on Fashion-MNIST (imbalanced by default; the autoencoder
 phase is skipped, its networks start untrained), with every callback of a real run
-(bagan_train.gan_callbacks), then times
+(bagan_train.gan_callbacks, the in-training evaluation included unless --eval-every 0), then times
 the per-epoch pieces on their own: the Eq. 16 image grid, the checkpoint and the GIF assembly.
 Peak memory is the process's maximum resident set; a thread samples the resident set every 20 ms
 to split it by stage (loading the data, importing TensorFlow and building the networks, the epoch,
@@ -13,6 +14,7 @@ the extras). `--steps` caps the generator steps of the epoch (the time is then a
 step); memory does not depend on it.
 """
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -78,14 +80,20 @@ def main(argv=None):
     p.add_argument("--balanced", action="store_true", help="the balanced protocol (42,000 images)")
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32")
+    p.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16"], default="auto",
+                   help="default auto: bagan_train.py's choice for this machine")
+    p.add_argument("--networks", choices=["project", "original"], default=None, help="default: bagan_train.py's")
+    p.add_argument("--eval-every", type=int, default=None,
+                   help="the best-checkpoint evaluation (default: the dataset's, as in a normal run); 0: off")
     p.add_argument("--steps", type=int, default=None, help="cap on generator steps in the epoch")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
 
     config = bagan_train.TrainConfig.create(
         dataset=args.dataset, data_dir=args.data_dir, imbalanced=not args.balanced, image_size=args.image_size,
-        batch_size=args.batch_size, precision=args.precision, epochs=1, ae_epochs=0, steps_per_epoch=args.steps)
+        batch_size=args.batch_size, precision=args.precision, networks=args.networks, eval_every=args.eval_every,
+        epochs=1, ae_epochs=0, steps_per_epoch=args.steps)
+    config.choose_precision()
 
     from datasets import load_dataset
     rss = RSSStages()
@@ -105,8 +113,9 @@ def main(argv=None):
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy(config.precision)
     shape = data.x_train.shape[1:]
-    untrained = Autoencoder(build_encoder(shape, config.latent_dim), build_embedding(data.num_classes, config.latent_dim),
-                            build_decoder(shape, config.latent_dim), supervised=True)
+    untrained = Autoencoder(build_encoder(shape, config.latent_dim, config.networks),
+                            build_embedding(data.num_classes, config.latent_dim),
+                            build_decoder(shape, config.latent_dim, config.networks), supervised=True)
     model = config.model_class.build(data, untrained, **config.model_settings())
     model.compile(d_optimizer=bagan_train.adam(config, config.learning_rate),
                   g_optimizer=bagan_train.adam(config, config.g_learning_rate), jit_compile=config.xla)
@@ -114,10 +123,14 @@ def main(argv=None):
     rss.mark("import TensorFlow, build the networks")
     with tempfile.TemporaryDirectory() as run_dir:
         run = Run.create(run_dir, config.record(data))
+        with contextlib.redirect_stdout(sys.stderr):  # its console line; stdout is the result's
+            classifier = bagan_train.evaluation_classifier(config, data, run)
+        keras.mixed_precision.set_global_policy(config.precision)
+        rss.mark("the evaluation's classifier")
         batches = make_tf_dataset(data.x_train, data.y_train, config.batch_size, seed=config.seed,
                                   drop_remainder=True, repeat=True, steps_per_epoch=steps)
         epoch_s = timed(lambda: model.fit(batches, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0,
-                                          callbacks=bagan_train.gan_callbacks(config, data, run, steps)))
+                                          callbacks=bagan_train.gan_callbacks(config, data, run, steps, classifier)))
         rss.mark("epoch (pipeline, tracing, steps, callbacks)")
         real_row = np.stack([data.x_train[data.y_train == c][0] for c in range(data.num_classes)])
         noise = np.random.default_rng(0).standard_normal((GRID_ROWS, config.latent_dim))
@@ -130,7 +143,8 @@ def main(argv=None):
 
     result = dict(
         dataset=args.dataset, imbalanced=not args.balanced, train_images=len(data.x_train),
-        image_size=args.image_size, batch_size=args.batch_size, precision=args.precision,
+        image_size=args.image_size, batch_size=args.batch_size, precision=config.precision, networks=config.networks,
+        eval_every=config.eval_every,
         generator_steps=steps, load_s=load_s, epoch_s=epoch_s, s_per_step=epoch_s / steps,
         grid_s=grid_s, checkpoint_s=checkpoint_s, gif_one_frame_s=gif_s,
         per_epoch_extras_share=(grid_s + checkpoint_s) / epoch_s,
@@ -144,7 +158,8 @@ def main(argv=None):
         print(f"{args.dataset} ({'balanced' if args.balanced else 'imbalanced'}), {len(data.x_train)} training "
               f"images at {args.image_size}x{args.image_size} ({result['uint8_train_mb']:.0f} MB uint8), "
               f"loaded in {load_s:.1f} s")
-        print(f"one epoch, {steps} generator steps, {args.precision}: {epoch_s:.1f} s "
+        print(f"one epoch, {steps} generator steps, {config.precision}, {config.networks} networks, evaluation "
+              f"{'on' if classifier is not None else 'off'}: {epoch_s:.1f} s "
               f"({result['s_per_step']:.2f} s per step)")
         print(f"per-epoch grid {grid_s:.3f} s, checkpoint {checkpoint_s:.3f} s "
               f"({result['per_epoch_extras_share']:.2%} of the epoch); GIF assembly {gif_s:.3f} s")

@@ -1,7 +1,7 @@
 """Speed of one BAGAN-GP train_step: the project's against a plain reference, side by side.
 
     python benchmarks/bench_train_step.py [--image-size 64] [--batch-size 128] [--steps 3]
-                                          [--precision float32|mixed_bfloat16] [--networks project|original]
+                                          [--precision auto|float32|mixed_bfloat16] [--networks project|original]
                                           [--jit-compile] [--json]
 
 Both steps train on the same random batch, in the same process:
@@ -11,8 +11,10 @@ Both steps train on the same random batch, in the same process:
 - reference: what a user would otherwise run, the original BAGAN-GP code's design: its networks
   (--networks original), the equations written the straightforward way, float32, three separate
   critic calls, no XLA. (Until 2026-12-01 the reference had the project's networks.)
-Images per second = batch size / seconds per train_step (median of --steps timed steps after one
-warm-up step), and the ratio project / reference. Achieved FLOP/s uses a per-layer count of the
+--precision auto (the default) is bagan_train.py's default: what `bagan_train.auto_precision` picks
+on this machine. Images per second = batch size / seconds per train_step (median of --steps timed
+steps after one warm-up step), and the ratio project / reference. The first step of each, tracing
+included, is timed too (the reference's first, so the process's one-off start-up costs are its). Achieved FLOP/s uses a per-layer count of the
 networks' multiply-adds and is compared with a float32 and a bfloat16 matrix product timed here.
 """
 import argparse
@@ -30,8 +32,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from autoencoder import build_decoder, build_embedding  # noqa: E402
+from autoencoder import DEFAULT_NETWORKS, NETWORKS, build_decoder, build_embedding  # noqa: E402
 from bagan_gp import BAGANGP, build_critic, build_generator, sigmoid_cross_entropy  # noqa: E402
+from bagan_train import auto_precision  # noqa: E402
 
 
 def forward_flops(model):
@@ -84,7 +87,7 @@ def matmul_flops_per_s(dtype, n=2048, repeats=5):
     return 2 * n**3 / float(np.median(times))
 
 
-def build_models(image_size, batch_size, precision, reference, networks="project"):
+def build_models(image_size, batch_size, precision, reference, networks=DEFAULT_NETWORKS):
     """Networks under `precision`, wrapped in BAGANGP (or the reference subclass)."""
     keras.mixed_precision.set_global_policy(precision)
     shape = (image_size, image_size, 1)
@@ -114,10 +117,14 @@ def compiled_step(model, jit_compile=False):
     return model.train_function
 
 
-def time_interleaved(steps, batch, repeats):
-    """Median seconds per call of each step function, timed alternately so load changes hit both."""
+def time_interleaved(steps, batch, repeats, first=None):
+    """Median seconds per call of each step function, timed alternately so load changes hit both;
+    the seconds of each one's first call (tracing included) go into the list `first`."""
     for step in steps:
+        start = time.perf_counter()
         float(step(batch)["d_loss"])
+        if first is not None:
+            first.append(time.perf_counter() - start)
     times = [[] for _ in steps]
     for _ in range(repeats):
         for step, spent in zip(steps, times):
@@ -127,14 +134,23 @@ def time_interleaved(steps, batch, repeats):
     return [float(np.median(t)) for t in times]
 
 
+def resolve_precision(precision):
+    """(policy, why): --precision auto resolved as bagan_train.py resolves it; why is '' when given."""
+    if precision != "auto":
+        return precision, ""
+    policy, why = auto_precision()
+    return policy, f" (auto: {why})"
+
+
 def add_step_arguments(p):
     """The flags of a train-step benchmark: image size, batch size, timed steps, precision."""
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--steps", type=int, default=3, help="timed steps per model (median)")
-    p.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32")
-    p.add_argument("--networks", choices=["project", "original"], default="project",
-                   help="the project step's networks (autoencoder.NETWORKS)")
+    p.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16"], default="auto",
+                   help="the project step's (default auto: bagan_train.py's choice for this machine)")
+    p.add_argument("--networks", choices=list(NETWORKS), default=DEFAULT_NETWORKS,
+                   help=f"the project step's networks (autoencoder.NETWORKS; default {DEFAULT_NETWORKS}, bagan_train.py's)")
 
 
 def main(argv=None):
@@ -143,6 +159,7 @@ def main(argv=None):
     p.add_argument("--jit-compile", action="store_true", help="XLA for the project's step")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
+    args.precision, why = resolve_precision(args.precision)
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -156,10 +173,11 @@ def main(argv=None):
     project = build_models(args.image_size, args.batch_size, args.precision, reference=False, networks=args.networks)
     project_step = compiled_step(project, args.jit_compile)
     project_flops = train_step_flops(project.generator, project.critic, args.batch_size, project.train_ratio, True)
-    print(f"[bench] reference (float32, 3 critic calls) and project ({args.precision}, one critic pass, "
+    print(f"[bench] reference (float32, 3 critic calls) and project ({args.precision}{why}, one critic pass, "
           f"jit_compile={args.jit_compile}), {args.steps} alternating timed steps each ...", file=sys.stderr)
     batch = itertools.repeat((images, labels))
-    reference_s, project_s = time_interleaved([reference_step, project_step], batch, args.steps)
+    first = []
+    reference_s, project_s = time_interleaved([reference_step, project_step], batch, args.steps, first)
     keras.mixed_precision.set_global_policy("float32")
     peak_f32, peak_bf16 = matmul_flops_per_s(tf.float32), matmul_flops_per_s(tf.bfloat16)
 
@@ -168,6 +186,7 @@ def main(argv=None):
         jit_compile=args.jit_compile, steps=args.steps,
         project_img_per_s=args.batch_size / project_s, reference_img_per_s=args.batch_size / reference_s,
         ratio=reference_s / project_s, project_s_per_step=project_s, reference_s_per_step=reference_s,
+        reference_first_step_s=first[0], project_first_step_s=first[1],
         tflop_per_step=flops / 1e12, project_tflop_per_step=project_flops / 1e12,
         project_tflop_per_s=project_flops / project_s / 1e12,
         reference_tflop_per_s=flops / reference_s / 1e12,
@@ -186,6 +205,7 @@ def main(argv=None):
               f"{result['project_img_per_s']:.1f} img/s, {project_s:.2f} s/step, "
               f"{result['project_tflop_per_s']:.3f} TFLOP/s")
         print(f"ratio project / reference: {result['ratio']:.2f}x")
+        print(f"first step, tracing included: reference {first[0]:.1f} s, project {first[1]:.1f} s")
         print(f"matrix product here: float32 {result['matmul_float32_tflop_per_s']:.3f} TFLOP/s, "
               f"bfloat16 {result['matmul_bfloat16_tflop_per_s']:.3f} TFLOP/s")
     return 0

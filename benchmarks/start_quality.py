@@ -113,7 +113,7 @@ def main(argv=None):
     p.add_argument("--networks", choices=["project", "original"], help="bagan_train.py's")
     p.add_argument("--ema-decay", type=float, help="bagan_train.py's (issue 18's measurement)")
     p.add_argument("--diffaugment", help="bagan_train.py's (issue 18's measurement)")
-    p.add_argument("--precision", default="float32")
+    p.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16"], help="bagan_train.py's (default auto)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--judge", help="judge cache (default benchmarks/.judge-<dataset>-<size>.keras)")
     p.add_argument("--json", action="store_true")

@@ -276,7 +276,9 @@ def test_critic_step_gradient_is_that_of_the_whole_eq_14():
     grads = tape.gradient(terms, weights)
     penalty, gp, penalty_grads = model.penalty_term(grads, real, fake, labels)
     assert float(npy(gp)) > 0 and float(npy(penalty)) == pytest.approx(10.0 * float(npy(gp)), rel=1e-6)
-    assert sum(p is None for p in penalty_grads) == 1  # the logit's bias: the penalty does not reach it
+    unreached = [w.path for w, p in zip(weights, penalty_grads) if p is None]
+    assert unreached and all(path.endswith("bias") for path in unreached), unreached  # the biases after the
+    # critic's last non-linearity (the logit's, and the original head's Dense(512)): grad_x D does not see them
     for w, e, g, p in zip(weights, expected, grads, penalty_grads):
         total = npy(g) + (0 if p is None else npy(p))
         np.testing.assert_allclose(total, npy(e), rtol=1e-4, atol=1e-6, err_msg=w.path)
@@ -384,6 +386,35 @@ def test_losses_are_finite_after_a_few_fit_steps(variant, digits32):
         assert history["d_wrong"][0] > 0.0
     assert int(npy(model.d_optimizer.iterations)) == 3 * config.train_ratio
     assert int(npy(model.g_optimizer.iterations)) == 3
+
+
+class UnrolledBAGANGP(BAGANGP):
+    """The critic steps as `train_ratio` copies in the traced graph (the code before issue 20)."""
+
+    def critic_steps(self, real_images, real_labels):
+        for _ in range(self.train_ratio):
+            d_loss, parts = self.critic_step(real_images, real_labels)
+        return d_loss, parts
+
+
+def test_the_traced_critic_loop_takes_the_unrolled_steps():
+    """fit's traced train step: the loop of critic steps gives the losses and weights of unrolled copies."""
+    x, y = real_batch(32)
+    runs = []
+    for model_class in (BAGANGP, UnrolledBAGANGP):
+        keras.utils.set_random_seed(3)
+        generator = build_generator(build_embedding(10, LATENT), build_decoder(SHAPE, LATENT))
+        model = model_class(generator, build_critic(SHAPE, 10), 10, latent_dim=LATENT, seed=7, train_ratio=3)
+        model.compile(d_optimizer=keras.optimizers.Adam(1e-3, 0.5, 0.9), g_optimizer=keras.optimizers.Adam(1e-3, 0.5, 0.9))
+        history = model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0).history
+        runs.append((history, model.critic.get_weights() + model.generator.get_weights(),
+                     int(npy(model.d_optimizer.iterations))))
+    (loop, loop_weights, loop_steps), (unrolled, unrolled_weights, unrolled_steps) = runs
+    assert loop_steps == unrolled_steps == 2 * 3
+    for name in unrolled:
+        assert loop[name][0] == pytest.approx(unrolled[name][0], rel=1e-5, abs=1e-6), name
+    for a, b in zip(loop_weights, unrolled_weights):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
 
 
 def _first_two_steps(data, weight_seed, gan_seed):

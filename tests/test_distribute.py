@@ -28,12 +28,22 @@ LOSSES = ("d_loss", "g_loss", "gp", "d_real", "d_fake", "d_wrong")
 AIDS = ["--ema-decay", "0.9", "--diffaugment", "translation,cutout,color"]  # their averages and draws per replica
 
 
-def run(args, env=None, timeout=600):
-    result = subprocess.run([sys.executable, *map(str, args)], cwd=REPO, capture_output=True, text=True,
-                            timeout=timeout,
-                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO), **(env or {})))
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
+def start(args):
+    """A fresh Python process running `args`, its output captured."""
+    return subprocess.Popen([sys.executable, *map(str, args)], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO)))
+
+
+def finish(process, timeout=600):
+    """The stdout of a process started by `start`, which must succeed."""
+    stdout, stderr = process.communicate(timeout=timeout)
+    assert process.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    return stdout
+
+
+def run(args):
+    return finish(start(args))
 
 
 def gan_rows(run_dir):
@@ -47,7 +57,7 @@ def test_two_mirrored_replicas_reach_the_losses_of_one_device():
     The control run forgets to divide each replica's loss by the replica count: its gradients
     are twice too large, and the test must see that.
     """
-    result = json.loads(run([RUNNER, "equivalence"]).stdout.strip().splitlines()[-1])
+    result = json.loads(run([RUNNER, "equivalence"]).strip().splitlines()[-1])
     assert result["mirrored_replicas"] == result["unscaled_replicas"] == 2
     for key in LOSSES:
         np.testing.assert_allclose(result["mirrored"][key], result["single"][key], rtol=1e-5, atol=1e-6,
@@ -62,14 +72,23 @@ def test_two_mirrored_replicas_reach_the_losses_of_one_device():
 @pytest.fixture(scope="module")
 def mirrored_runs(tmp_path_factory):
     """On two replicas: 2 epochs straight, and 1 epoch resumed to 2; on one device: 2 epochs; all
-    with the generator's moving average and DiffAugment (issue 18)."""
+    with the generator's moving average and DiffAugment (issue 18). The two-replica processes run
+    beside each other and beside the one-device run of this process."""
     root = tmp_path_factory.mktemp("mirrored")
-    straight, resumed = root / "straight", root / "resumed"
-    run([RUNNER, "cli", *TINY, *AIDS, "--epochs", "2", "--strategy", "mirrored", "--out", straight])
-    run([RUNNER, "cli", *TINY, *AIDS, "--epochs", "1", "--strategy", "mirrored", "--out", resumed])
-    run([RUNNER, "cli", "--resume", resumed, "--epochs", "2", "--strategy", "mirrored", "--verbose", "0"])
-    single = root / "single"
-    assert bagan_train.main([*TINY, *AIDS, "--epochs", "2", "--out", str(single)]) == 0
+    straight, resumed, single = root / "straight", root / "resumed", root / "single"
+    mirrored = [RUNNER, "cli", *TINY, *AIDS, "--strategy", "mirrored"]
+    processes = [start([*mirrored, "--epochs", "2", "--out", straight]),
+                 start([*mirrored, "--epochs", "1", "--out", resumed])]
+    try:
+        assert bagan_train.main([*TINY, *AIDS, "--epochs", "2", "--out", str(single)]) == 0
+        finish(processes[1])
+        processes.append(start([RUNNER, "cli", "--resume", resumed, "--epochs", "2", "--strategy", "mirrored",
+                                "--verbose", "0"]))
+        for process in processes[::2]:
+            finish(process)
+    finally:
+        for process in processes:
+            process.kill()
     return straight, resumed, single
 
 

@@ -188,7 +188,7 @@ def test_the_original_codes_networks_have_its_widths_and_details():
     without batch norm, then 128-128-64; critic head Embedding(512) ... Dense(512) -> Dense(1);
     convolutions from N(0, 0.02)."""
     import bagan_train
-    from autoencoder import NETWORKS, decoder_filters
+    from autoencoder import DEFAULT_NETWORKS, NETWORKS, decoder_filters
     shape = (64, 64, 1)
     encoder, decoder = build_encoder(shape, LATENT, "original"), build_decoder(shape, LATENT, "original")
     critic = build_critic(shape, NUM_CLASSES, networks="original")
@@ -203,25 +203,29 @@ def test_the_original_codes_networks_have_its_widths_and_details():
     assert critic.output_shape == (None, 1)
     kernel = npy(encoder.get_layer("down_2").kernel)
     assert 0.015 < kernel.std() < 0.025 and abs(kernel.mean()) < 0.002
-    project = build_encoder(shape, LATENT)
-    assert "project_bn" in [l.name for l in build_decoder(shape, LATENT).layers]
+    project = build_encoder(shape, LATENT, "project")
+    assert "project_bn" in [l.name for l in build_decoder(shape, LATENT, "project").layers]
     assert [l.filters for l in project.layers if isinstance(l, keras.layers.Conv2D)] == [64, 128, 256, 512]
     field = {f.name: f for f in bagan_train.dataclasses.fields(bagan_train.TrainConfig)}["networks"]
     assert set(field.metadata["choices"]) == set(NETWORKS)
+    assert field.default == DEFAULT_NETWORKS == "original"  # the flag's default is the builders'
+    assert [l.filters for l in build_encoder(shape, LATENT).layers if isinstance(l, keras.layers.Conv2D)] == [
+        64, 128, 128, 256]
 
 
-def test_original_networks_train_from_the_command_line_and_bagan_copies_their_encoder(tmp_path, train_run):
-    """BAGAN-GP v3 with the critic from the encoder: config.json records the networks, the saved
-    networks are the original's; BAGAN's discriminator of an original encoder copies it."""
+def test_project_networks_train_from_the_command_line_and_bagan_copies_their_encoder(tmp_path, train_run):
+    """BAGAN-GP v3 with the critic from the encoder on the project's networks (every other run of the
+    tests has the default, the original's): config.json records them, the saved networks are the
+    project's; BAGAN's discriminator of a project encoder copies it."""
     import json
     from bagan_gp import build_bagan_discriminator
-    run = train_run(tmp_path / "v3", 1, 1, "--networks", "original", "--critic-init", "encoder")
-    assert json.loads((run / "config.json").read_text())["networks"] == "original"
+    run = train_run(tmp_path / "v3", 1, 1, "--networks", "project", "--critic-init", "encoder", "--precision", "float32")
+    assert json.loads((run / "config.json").read_text())["networks"] == "project"
     critic = keras.models.load_model(run / "critic.keras")
     encoder = keras.models.load_model(run / "encoder.keras")
-    assert "joint_dense" in [l.name for l in critic.get_layer("critic_head").layers]
-    assert [l.filters for l in encoder.layers if isinstance(l, keras.layers.Conv2D)] == [64, 128, 128]
-    discriminator = build_bagan_discriminator(encoder, NUM_CLASSES, networks="original")
+    assert "joint_dense" not in [l.name for l in critic.get_layer("critic_head").layers]
+    assert [l.filters for l in encoder.layers if isinstance(l, keras.layers.Conv2D)] == [64, 128, 256]
+    discriminator = build_bagan_discriminator(encoder, NUM_CLASSES, networks="project")
     x = _images(np.random.default_rng(0), 3, (32, 32, 1))
-    features = keras.Model(discriminator.inputs, discriminator.get_layer("latent_act").output)
+    features = keras.Model(discriminator.inputs, discriminator.get_layer("latent").output)
     np.testing.assert_allclose(npy(features(x)), npy(encoder(x)), rtol=1e-5, atol=1e-6)

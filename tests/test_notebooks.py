@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -177,8 +178,35 @@ def images(nb, mime="image/png"):
     return sum(mime in out.get("data", {}) for cell in nb["cells"] for out in cell.get("outputs", []))
 
 
-def test_progress_notebook(tiny_run, kernel_manager, kernel_env):
-    nb = execute("progress", kernel_manager, dict(kernel_env, BAGAN_RUN=str(tiny_run)))
+@pytest.fixture(scope="module")
+def acgan_run(tmp_path_factory, train_run):
+    """A run of a model without autoencoder (no encoder.keras, no reconstruction.png)."""
+    return train_run(tmp_path_factory.mktemp("notebooks") / "digits-acgan", 2, 2, "--model", "acgan")
+
+
+@pytest.fixture(scope="module")
+def executed(tiny_run, acgan_run, kernel_manager, kernel_env, tmp_path_factory):
+    """Every notebook execution the tests below read, three kernels (processes) at a time; each
+    test's `executed[key].result()` is its notebook, or the error of its cell."""
+    results = tmp_path_factory.mktemp("default") / "train_results"  # no BAGAN_RUN: the newest run there
+    old = results / "digits-v3-old"
+    old.mkdir(parents=True)
+    (old / "config.json").write_text((tiny_run / "config.json").read_text())
+    os.utime(old / "config.json", (1, 1))
+    (results / "digits-v3-new").symlink_to(tiny_run, target_is_directory=True)
+    (results / "not-a-run").mkdir()
+    (results / "README.md").write_text("not a run\n")
+    tiny = dict(kernel_env, BAGAN_RUN=str(tiny_run))
+    acgan = dict(kernel_env, BAGAN_RUN=str(acgan_run), BAGAN_RESULTS=str(tmp_path_factory.mktemp("acgan")))
+    jobs = {"progress": ("progress", tiny), "fid_report": ("fid_report", tiny), "latent_space": ("latent_space", tiny),
+            "acgan progress": ("progress", acgan), "acgan latent_space": ("latent_space", acgan),
+            "default run": ("progress", dict(kernel_env, BAGAN_RESULTS=str(results)))}
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        return {key: pool.submit(execute, name, kernel_manager, env) for key, (name, env) in jobs.items()}
+
+
+def test_progress_notebook(tiny_run, executed):
+    nb = executed["progress"].result()
     out = text(nb)
     assert f"run: {tiny_run.resolve()}" in out
     assert "EPOCHS = [1, 2]" in out
@@ -186,8 +214,8 @@ def test_progress_notebook(tiny_run, kernel_manager, kernel_env):
     assert images(nb) == 4  # the grids of EPOCHS, the losses, the reconstruction
 
 
-def test_fid_report_notebook(tiny_run, kernel_manager, kernel_env):
-    nb = execute("fid_report", kernel_manager, dict(kernel_env, BAGAN_RUN=str(tiny_run)))
+def test_fid_report_notebook(tiny_run, executed):
+    nb = executed["fid_report"].result()
     out = text(nb)
     assert "falling back to --weights random" in out
     assert "--per-class 8" in out and "--real-per-class 8" in out
@@ -199,8 +227,8 @@ def test_fid_report_notebook(tiny_run, kernel_manager, kernel_env):
     assert images(nb) == 2  # the bar chart, nearest_neighbours.png
 
 
-def test_latent_space_notebook(tiny_run, kernel_manager, kernel_env):
-    nb = execute("latent_space", kernel_manager, dict(kernel_env, BAGAN_RUN=str(tiny_run)))
+def test_latent_space_notebook(tiny_run, executed):
+    nb = executed["latent_space"].result()
     out = text(nb)
     assert "(a) BAGAN: unsupervised encoder: skipped" in out  # the tiny run is v3 and there is no v1/v2 run
     assert "(b) BAGAN-GP: supervised encoder: 150 test images" in out
@@ -210,38 +238,22 @@ def test_latent_space_notebook(tiny_run, kernel_manager, kernel_env):
     assert images(nb) == 2  # Fig. 10, Fig. 11
 
 
-@pytest.fixture(scope="module")
-def acgan_run(tmp_path_factory, train_run):
-    """A run of a model without autoencoder (no encoder.keras, no reconstruction.png)."""
-    return train_run(tmp_path_factory.mktemp("notebooks") / "digits-acgan", 2, 2, "--model", "acgan")
-
-
-def test_notebooks_on_a_model_without_autoencoder(acgan_run, kernel_manager, kernel_env, tmp_path):
-    env = dict(kernel_env, BAGAN_RUN=str(acgan_run), BAGAN_RESULTS=str(tmp_path))
-    nb = execute("progress", kernel_manager, env)
+def test_notebooks_on_a_model_without_autoencoder(executed):
+    nb = executed["acgan progress"].result()
     out = text(nb)
     assert "model acgan," in out
     assert "reconstruction.png is not there" in out
     assert images(nb) == 3  # the grids of EPOCHS and the losses
-    nb = execute("latent_space", kernel_manager, env)
+    nb = executed["acgan latent_space"].result()
     out = text(nb)
     assert "has no encoder.keras (model acgan)" in out
     assert "(b) BAGAN-GP: supervised encoder: skipped" in out
     assert images(nb) == 2  # Fig. 10 (its panels say why they are empty), Fig. 11 of the AC-GAN
 
 
-def test_default_run_is_the_newest_run_folder(tiny_run, kernel_manager, kernel_env, tmp_path):
+def test_default_run_is_the_newest_run_folder(tiny_run, executed):
     """Without BAGAN_RUN: the newest folder with a config.json in the results folder."""
-    results = tmp_path / "train_results"
-    old = results / "digits-v3-old"
-    old.mkdir(parents=True)
-    (old / "config.json").write_text((tiny_run / "config.json").read_text())
-    os.utime(old / "config.json", (1, 1))
-    (results / "digits-v3-new").symlink_to(tiny_run, target_is_directory=True)
-    (results / "not-a-run").mkdir()
-    (results / "README.md").write_text("not a run\n")
-    nb = execute("progress", kernel_manager, dict(kernel_env, BAGAN_RESULTS=str(results)))
-    assert f"run: {tiny_run.resolve()}" in text(nb)
+    assert f"run: {tiny_run.resolve()}" in text(executed["default run"].result())
 
 
 if __name__ == "__main__":

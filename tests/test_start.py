@@ -9,7 +9,6 @@ import keras
 import numpy as np
 import pytest
 
-import bagan_train
 from autoencoder import build_decoder, build_embedding, build_encoder
 from bagan_gp import class_conditional_statistics, encode
 from bagan_train import TrainConfig
@@ -82,27 +81,6 @@ def test_the_generator_with_class_latent_saves_and_loads_in_safe_mode(class_late
     labels = np.array([0, 1, 2, 7, 8, 9], np.int32)
     np.testing.assert_array_equal(npy(loaded([z, labels], training=False)),
                                   npy(model.generator([z, labels], training=False)))
-
-
-@pytest.fixture(scope="module")
-def class_latent_runs(tmp_path_factory, train_run):
-    """--latent class, --g-learning-rate 2e-5: 2 epochs at once; 1 epoch, then resumed to 2."""
-    root = tmp_path_factory.mktemp("start")
-    flags = ("--latent", "class", "--g-learning-rate", "2e-5")
-    straight = train_run(root / "straight", 2, 2, *flags)
-    resumed = train_run(root / "resumed", 1, 2, *flags)
-    assert bagan_train.main(["--resume", str(resumed), "--epochs", "2", "--verbose", "0"]) == 0
-    return straight, resumed
-
-
-def test_resume_with_the_class_latent_is_exact(class_latent_runs):
-    straight, resumed = class_latent_runs
-    config = json.loads((straight / "config.json").read_text())
-    assert (config["latent"], config["g_learning_rate"], config["learning_rate"]) == ("class", 2e-5, 2e-4)
-    with np.load(straight / "checkpoints" / "epoch_002.npz") as a, np.load(resumed / "checkpoints" / "epoch_002.npz") as b:
-        assert sorted(a.files) == sorted(b.files)
-        for key in a.files:
-            np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-5, err_msg=key)
 
 
 def test_the_generator_learns_at_its_own_rate(tmp_path, train_run):
