@@ -38,7 +38,8 @@ import tensorflow as tf
 from keras import layers, ops
 
 from augment import diff_augment, parse_policy
-from autoencoder import DEFAULT_NETWORKS, NETWORKS, LEAKY_SLOPE, build_decoder, build_embedding, downsampling_stack, latent_head
+from autoencoder import (DEFAULT_NETWORKS, LEAKY_SLOPE, NETWORKS, build_decoder, build_embedding, downsampling_stack,
+                         latent_head)
 from datasets import to_model_range
 
 VARIANTS = {
@@ -216,9 +217,9 @@ class AdversarialModel(keras.Model):
 
     `train_step` = `train_ratio` critic updates (`critic_steps`, one traced loop of `critic_step`:
     `critic_loss`, plus gp_weight * GP for a model with the penalty), then one generator update on
-    `generator_loss`; a model supplies those two losses, `sample_fakes` and `build`. The fakes of a critic step are drawn before its
-    gradient tape: constants for the critic, so the generator's activations are not held for a
-    backward pass that never reaches them.
+    `generator_loss`; a model supplies those two losses, `sample_fakes` and `build`. The fakes of a
+    critic step are drawn before its gradient tape: constants for the critic, so the generator's
+    activations are not held for a backward pass that never reaches them.
 
     Under a tf.distribute strategy `train_step` runs once per replica on its share of the global
     batch: the losses are means over that share, so their gradients are scaled by 1 / replicas

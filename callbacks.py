@@ -121,10 +121,8 @@ class BestGenerator(keras.callbacks.Callback):
         self.run, self.classifier, self.every, self.seed = run, classifier, every, seed
         self.names = [str(name) for name in data.class_names]
         features = k.Model(classifier.inputs, classifier.get_layer("features").output)
-        self.real = [np.concatenate([np.asarray(features(to_model_range(images[i:i + 64]), training=False), np.float32)
-                                     for i in range(0, len(images), 64)])
-                     for images in (data.x_train[data.y_train == c][:EVAL_REAL_PER_CLASS]
-                                    for c in range(data.num_classes))]
+        self.real = [features.predict(to_model_range(data.x_train[data.y_train == c][:EVAL_REAL_PER_CLASS]),
+                                      batch_size=64, verbose=0) for c in range(data.num_classes)]
         best = run.best()
         self.best = best["kid_worst"] if best else math.inf
 
