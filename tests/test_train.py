@@ -517,13 +517,18 @@ def test_resume_of_a_run_whose_networks_were_not_written_writes_them(smoke_run, 
 
 
 def test_ctrl_c_ends_with_the_resume_command(tmp_path):
-    """SIGINT during training: exit status 130, no traceback, one line with the saved epoch and --resume."""
+    """SIGINT during training: exit status 130, no traceback, one line with the saved epoch and --resume.
+
+    The child gets SIGINT's default action back before it starts: a suite started in the background
+    (`make test &`) runs with SIGINT ignored, which children inherit, as a shell intends for background jobs.
+    """
     import signal
     import time
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, str(REPO / "bagan_train.py"), *TINY, "--epochs", "50", "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while not list((out / "checkpoints").glob("epoch_002.npz")) if (out / "checkpoints").is_dir() else True:
         assert time.time() < deadline and proc.poll() is None
