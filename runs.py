@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -222,14 +223,20 @@ class Run:
         return sorted(directory / f for f in os.listdir(directory) if f.startswith("epoch_") and f.endswith(".npz"))
 
     def save_checkpoint(self, variables, epoch, keep):
-        """The values of `variables` after `epoch` as checkpoints/epoch_NNN.npz; the newest `keep` stay."""
+        """The values of `variables` after `epoch` as checkpoints/epoch_NNN.npz; the newest `keep` stay.
+
+        The archive is written one array at a time, so a copy of every weight and optimizer moment is
+        never in memory at once (that was a training run's memory peak, issue 20); np.load reads it.
+        """
         directory = self.file(CHECKPOINTS_DIR)
         directory.mkdir(exist_ok=True)
-        arrays = {f"v{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(variables)}
+        values = [("epoch", lambda: np.int64(epoch))] + [(f"v{i:05d}", v.numpy) for i, v in enumerate(variables)]
 
         def write(tmp):
-            with open(tmp, "wb") as f:
-                np.savez(f, epoch=np.int64(epoch), **arrays)
+            with zipfile.ZipFile(tmp, "w", allowZip64=True) as archive:
+                for name, value in values:
+                    with archive.open(f"{name}.npy", "w", force_zip64=True) as f:
+                        np.lib.format.write_array(f, np.asarray(value()))
         atomic_write(directory / f"epoch_{epoch:03d}.npz", write)
         for old in self.checkpoints()[:-keep]:
             os.remove(old)
