@@ -230,13 +230,15 @@ class Run:
         """
         directory = self.file(CHECKPOINTS_DIR)
         directory.mkdir(exist_ok=True)
-        values = [("epoch", lambda: np.int64(epoch))] + [(f"v{i:05d}", v.numpy) for i, v in enumerate(variables)]
 
         def write(tmp):
             with zipfile.ZipFile(tmp, "w", allowZip64=True) as archive:
-                for name, value in values:
+                def add(name, array):
                     with archive.open(f"{name}.npy", "w", force_zip64=True) as f:
-                        np.lib.format.write_array(f, np.asarray(value()))
+                        np.lib.format.write_array(f, np.asarray(array))
+                add("epoch", np.int64(epoch))
+                for i, variable in enumerate(variables):
+                    add(f"v{i:05d}", variable.numpy())
         atomic_write(directory / f"epoch_{epoch:03d}.npz", write)
         for old in self.checkpoints()[:-keep]:
             os.remove(old)
