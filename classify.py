@@ -53,11 +53,17 @@ or the SVM's one-vs-rest decision values), per-class recall, ACSA (the mean per-
 G-mean (the geometric mean of the per-class recalls, 0 when one of them is 0); ACSA and G-mean are
 taken over the classes that have test images. Each is given as the mean and the sample standard
 deviation over the seeds.
+
+Each (row, seed) score is saved under ``<out>/scores/`` as soon as it is made, with everything it
+depends on (the flags, the test set, the run's generator file and its modification time); a later
+call with the same ``--out`` reuses it instead of training that classifier again, so an interrupted
+call, or one with a row added, trains only what is missing.
 """
 from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import math
 import os
@@ -92,6 +98,8 @@ CLASSIFIERS = {
     "cnn": "CNN of paper 003 (3 conv + max-pool blocks, dense output)",
     "cnn_svm": "CNN-SVM of paper 004 (the CNN's 128-d hidden features into an RBF SVM)",
 }
+SCORES_DIR = "scores"
+"""Under --out: one JSON file per (training set, seed) classifier, reused by a later call with the same inputs."""
 METRICS = [("accuracy", "Accuracy"), ("precision", "Precision"), ("recall", "Recall"), ("f1", "F1"),
            ("top_k", "Top-{k}"), ("acsa", "ACSA"), ("g_mean", "G-mean")]
 
@@ -378,6 +386,7 @@ class Row:
     run: Run | None = None
     generator: object = None
     described: str | None = None  # which of the run's generators, as runs.Run.generator_choice says
+    generator_path: str | None = None
     per_seed: list = field(default_factory=list)
     counts: list | None = None
 
@@ -469,6 +478,7 @@ def prepare(args):
             raise UsageError(f"{row.run.path} was trained on classes {row.run.config['class_names']}, "
                              f"but the dataset has {data.class_names}")
         path, row.described = row.run.generator_choice(args.generator)
+        row.generator_path = str(path)
         row.generator = load_model(path)
         channels = row.generator.outputs[0].shape[-1]
         if channels != data.channels:
@@ -502,15 +512,58 @@ def added_images(row, x, y, seed, num_classes, pool, flip):
     return _no_images(x)
 
 
-def run_protocol(args, data, rows, pool, key, top_k) -> dict:
-    """Train and score every row for every seed; the whole result as a JSON-able dict."""
+def score_inputs(args, key, top_k, row, seed) -> dict:
+    """Everything one (row, seed) classifier depends on: its score is reused only when all of it is the same."""
+    generator = None
+    if row.generator_path:
+        stat = os.stat(row.generator_path)
+        generator = dict(path=os.path.abspath(row.generator_path), bytes=stat.st_size, mtime_ns=stat.st_mtime_ns)
+    return dict(key, classifier=args.classifier, epochs=args.epochs, patience=args.patience,
+                batch_size=args.batch_size, val_share=args.val_share, affine_flip=args.affine_flip, top_k=top_k,
+                learning_rate=LEARNING_RATE, row=row.name, kind=row.kind, generator=generator, seed=seed)
+
+
+def score_path(scores_dir, inputs) -> Path:
+    """<scores_dir>/seed<s>-<row>-<hash of the inputs>.json"""
+    digest = hashlib.sha1(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:12]
+    name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in inputs["row"])
+    return Path(scores_dir) / f"seed{inputs['seed']}-{name}-{digest}.json"
+
+
+def load_score(scores_dir, inputs):
+    """A (row, seed) score saved by an earlier call with the same inputs, or None."""
+    if scores_dir is None:
+        return None
+    path = score_path(scores_dir, inputs)
+    if not path.exists():
+        return None
+    with open(path) as f:
+        saved = json.load(f)
+    return saved if saved.get("inputs") == inputs else None
+
+
+def run_protocol(args, data, rows, pool, key, top_k, scores_dir=None) -> dict:
+    """Train and score every row for every seed; the whole result as a JSON-able dict.
+
+    With scores_dir, each (row, seed) score is saved there as it is made, and one saved by an earlier
+    call with the same inputs (score_inputs) is reused, so an interrupted call continues where it stopped."""
     started = time.perf_counter()
     c = data.num_classes
     seeds = list(range(args.seeds))
+    if scores_dir is not None:
+        Path(scores_dir).mkdir(parents=True, exist_ok=True)
     for seed in seeds:
         fit, val = split_validation(data.y_train, args.val_share, seed, c)
         x_fit, y_fit = data.x_train[fit], data.y_train[fit]
         for row in rows:
+            inputs = score_inputs(args, key, top_k, row, seed)
+            saved = load_score(scores_dir, inputs)
+            if saved is not None:
+                row.counts, scored = saved["counts"], saved["scored"]
+                row.per_seed.append(dict(seed=seed, **scored))
+                print(f"[classify] seed {seed}, {row.name}: test accuracy {scored['accuracy']:.3f}, reused from "
+                      f"{score_path(scores_dir, inputs)}", file=sys.stderr, flush=True)
+                continue
             x_add, y_add = added_images(row, x_fit, y_fit, seed, c, pool, args.affine_flip)
             x = np.concatenate([x_fit, x_add])
             y = np.concatenate([y_fit, y_add])
@@ -518,6 +571,8 @@ def run_protocol(args, data, rows, pool, key, top_k) -> dict:
             scored = train_and_score(x, y, data.x_train[val], data.y_train[val], data.x_test, data.y_test, c,
                                      args.classifier, seed, args.epochs, args.patience, args.batch_size, top_k)
             row.per_seed.append(dict(seed=seed, **scored))
+            if scores_dir is not None:
+                save_json(score_path(scores_dir, inputs), dict(inputs=inputs, counts=row.counts, scored=scored))
             print(f"[classify] seed {seed}, {row.name}: {len(y)} training images ({len(y_add)} added), "
                   f"{scored['epochs']} epochs (best {scored['best_epoch']}), test accuracy "
                   f"{scored['accuracy']:.3f}, {scored['seconds']} s", file=sys.stderr, flush=True)
@@ -663,7 +718,9 @@ def parse_args(argv=None):
                    help="random horizontal flips in the affine augmentation")
     p.add_argument("--reference", action=argparse.BooleanOptionalAction, default=True,
                    help=f"add the '{REFERENCE}' row when the dataset has a balanced protocol")
-    p.add_argument("--out", help="output folder (default train_results/classify-<dataset>-<time>)")
+    p.add_argument("--out", help="output folder (default train_results/classify-<dataset>-<time>); a later call "
+                                 "with the same --out reuses every classifier already trained there with the same "
+                                 f"settings (<out>/{SCORES_DIR}/)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = p.parse_args(argv)
     args.imbalanced = bool(args.imbalanced)
@@ -682,7 +739,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     print(f"[classify] {len(rows)} training sets x {args.seeds} seed(s), {args.classifier}; results in {out}",
           file=sys.stderr, flush=True)
-    result = run_protocol(args, data, rows, pool, key, top_k)
+    result = run_protocol(args, data, rows, pool, key, top_k, scores_dir=out / SCORES_DIR)
     result["out_dir"] = str(out)
     save_json(out / "results.json", result)
     plot_per_class_recall(result, out / "per_class_recall.png")

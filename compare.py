@@ -18,7 +18,8 @@ twice; --runs adds run folders trained elsewhere on the same data. Then every ru
    training split (--features; the report says which);
 2. classify.py's protocol: a classifier trained on the training split as it is, with affine
    copies, and rebalanced by each run's generator, scored per class over --seeds on a test set no
-   model trained on.
+   model trained on. Each classifier's score is kept under <out>/classify/scores/, so a call
+   resumed, or repeated with a model added, trains only the classifiers it has not trained yet.
 
 <out>/report.md and report.json hold the tables, each model's training time and which model is
 best on the minority classes; pictures: classes/<n>-<class>.png (minority classes first: a row of
@@ -178,8 +179,8 @@ def score_fid(args, runs, features, out):
     return result
 
 
-def score_classifiers(args, runs, out):
-    """classify.py's protocol: none, affine, and each run's generator."""
+def classify_arguments(args, runs, out):
+    """classify.py's flags for the protocol of these runs: none, affine, and each run's generator."""
     import classify
     argv = ["--dataset", args.dataset, "--image-size", str(runs[0].config["image_size"]),
             "--split-seed", str(runs[0].config["seed"]), "--seeds", str(args.seeds),
@@ -191,9 +192,15 @@ def score_classifiers(args, runs, out):
         argv.append("--imbalanced")
     if args.data_dir:
         argv += ["--data-dir", args.data_dir]
-    cargs = classify.parse_args(argv)
+    return classify.parse_args(argv)
+
+
+def score_classifiers(args, runs, out):
+    """classify.py's protocol: none, affine, and each run's generator."""
+    import classify
+    cargs = classify_arguments(args, runs, out)
     data, rows, pool, key, top_k = classify.prepare(cargs)
-    return classify.run_protocol(cargs, data, rows, pool, key, top_k)
+    return classify.run_protocol(cargs, data, rows, pool, key, top_k, scores_dir=Path(cargs.out) / classify.SCORES_DIR)
 
 
 # ---------------------------------------------------------------------------------------------

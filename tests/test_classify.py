@@ -279,6 +279,33 @@ def test_table_has_paper_columns_and_a_row_per_training_set(cli_run, tiny_run):
     assert "Test set (balanced): digits not in the training split" in table
 
 
+def test_a_second_call_with_the_same_out_trains_only_what_changed(cli_run, tiny_run):
+    """Each (row, seed) score is kept under <out>/scores; a newer generator file retrains its row only."""
+    proc, out = cli_run
+    first = json.loads(proc.stdout)
+    saved = sorted((out / classify.SCORES_DIR).glob("seed0-*.json"))
+    assert len(saved) == len(first["rows"]) == 4
+    for path in tiny_run.glob("generator*.keras"):
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    proc2 = subprocess.run(
+        [sys.executable, str(REPO / "classify.py"), "--dataset", "digits", "--imbalanced", "--augment", "none",
+         "--augment", "affine", "--augment", str(tiny_run), "--seeds", "1", "--epochs", "1", "--out", str(out),
+         "--json"], capture_output=True, text=True, cwd=REPO, timeout=600, env=ENV)
+    assert proc2.returncode == 0, proc2.stderr
+    second = json.loads(proc2.stdout)
+    reused = [line for line in proc2.stderr.splitlines() if "reused from" in line]
+    assert len(reused) == 3 and not any(tiny_run.name in line for line in reused), reused
+    for a, b in zip(first["rows"][:3], second["rows"][:3]):
+        assert a["per_seed"] == b["per_seed"] and a["train_counts"] == b["train_counts"], a["name"]
+    assert len(list((out / classify.SCORES_DIR).glob("seed0-*.json"))) == 5  # the new generator's score beside the old
+    args = classify.parse_args(["--dataset", "digits", "--epochs", "2"])
+    row = classify.Row("none", "none")
+    inputs = classify.score_inputs(args, dict(dataset="digits"), 2, row, 0)
+    assert classify.score_path(out, inputs) != classify.score_path(out, dict(inputs, epochs=1))
+    assert classify.load_score(out / classify.SCORES_DIR, inputs) is None
+
+
 BAD = {
     "unknown-dataset": (["--dataset", "no_such_dataset"], "no_such_dataset"),
     "no-dataset": (["--augment", "none"], "--dataset"),

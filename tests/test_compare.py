@@ -39,6 +39,8 @@ def test_the_report_has_every_file(compared):
     assert report["pictures"]["classes"][0].startswith("classes/01-1")  # the smallest class first
     assert all((out / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in report["pictures"]["classes"])
     assert report["features"] == "classifier"  # no ImageNet weights here, and the report says so
+    scores = sorted(p.name for p in (out / "classify" / classify.SCORES_DIR).glob("*.json"))
+    assert len(scores) == len(report["classify"]["rows"]) == 5, scores  # kept for a resumed or extended call
     assert report["train_counts"] == [124, 7, 13, 20, 26, 32, 38, 44, 49, 57]
     best = report["best_on_minority"]
     assert best["classes"] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
