@@ -269,22 +269,28 @@ def class_pictures(runs, data, out):
 
 
 def fid_picture(fid_result, train_counts, path):
-    """fid.png: per-class FID, a bar per row of fid.py's table, minority classes shaded."""
+    """fid.png: per-class FID, a bar per row of fid.py's table, minority classes shaded; a log scale
+    when the FIDs span more than two decades, so that a collapsed model does not flatten the others."""
+    from matplotlib import colormaps
     from matplotlib.figure import Figure
     names = [c["name"] for c in fid_result["classes"]]
     rows = fid_result["rows"]
     minority = minority_classes(train_counts)
-    fig = Figure(figsize=(max(8.0, 0.35 * len(names) * len(rows)), 4.5), layout="constrained")
+    fig = Figure(figsize=(min(16.0, max(8.0, 0.12 * len(names) * len(rows) + 3)), 5), layout="constrained")
     ax = fig.subplots()
     width = 0.8 / len(rows)
     for c in minority:
         ax.axvspan(c - 0.45, c + 0.45, color="#fde2e2", zorder=0)
+    palette = colormaps["tab20"]  # ten hues, then their light shades: up to 20 rows without a repeat
     for i, row in enumerate(rows):
         ax.bar(np.arange(len(names)) - 0.4 + width * (i + 0.5), [np.nan if v is None else v for v in row["fid"]],
-               width, label=row["name"], zorder=2)
+               width, label=row["name"], zorder=2, color=palette((2 * i) % 20 + (2 * i) // 20 % 2))
     ax.set_xticks(range(len(names)), [f"{n}{'*' if c in minority else ''}\n({t})"
                                       for c, (n, t) in enumerate(zip(names, train_counts))])
-    ax.set_ylabel("FID (lower is better)")
+    values = [v for row in rows for v in row["fid"] if v is not None and v > 0]
+    if values and max(values) > 100 * min(values):
+        ax.set_yscale("log")
+    ax.set_ylabel("FID (lower is better)" + (", log scale" if ax.get_yscale() == "log" else ""))
     ax.set_xlabel("class (training images); * minority")
     ax.set_title(f"per-class FID in {fid_result['feature_space']}", fontsize="medium")
     ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
