@@ -652,6 +652,13 @@ def format_table(result) -> str:
     return "\n".join(lines)
 
 
+def bar_colour(i):
+    """The colour of the i-th row of a bar chart: matplotlib's tab20, its ten hues first, then their
+    light shades, so that up to 20 rows never share one."""
+    from matplotlib import colormaps
+    return colormaps["tab20"]((2 * i) % 20 + (2 * i) // 20 % 2)
+
+
 def plot_per_class_recall(result, path):
     """per_class_recall.png: classes on the x axis, one bar per training set (error bar: std)."""
     from matplotlib.figure import Figure  # no pyplot: a notebook's backend stays as it is
@@ -659,14 +666,14 @@ def plot_per_class_recall(result, path):
     rows = result["rows"]
     seeds = len(result["seeds"])
     width = 0.8 / len(rows)
-    fig = Figure(figsize=(max(6.0, 0.6 * len(names) * (1 + 0.3 * len(rows))), 4))
+    fig = Figure(figsize=(max(6.0, 0.6 * len(names) * (1 + 0.3 * min(len(rows), 4))), 4))
     ax = fig.subplots()
     positions = np.arange(len(names))
     for i, row in enumerate(rows):
         mean = [np.nan if v is None else v for v in row["mean"]["per_class_recall"]]
         std = [0.0 if v is None else v for v in row["std"]["per_class_recall"]]
         ax.bar(positions + (i - (len(rows) - 1) / 2) * width, mean, width, yerr=std if seeds > 1 else None,
-               capsize=2, label=row["name"])
+               capsize=2, label=row["name"], color=bar_colour(i))
     ax.set_xticks(positions, [f"{n}\n({t})" for n, t in zip(names, result["test_counts"])])
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("test recall")

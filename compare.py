@@ -271,8 +271,9 @@ def class_pictures(runs, data, out):
 def fid_picture(fid_result, train_counts, path):
     """fid.png: per-class FID, a bar per row of fid.py's table, minority classes shaded; a log scale
     when the FIDs span more than two decades, so that a collapsed model does not flatten the others."""
-    from matplotlib import colormaps
     from matplotlib.figure import Figure
+
+    from classify import bar_colour
     names = [c["name"] for c in fid_result["classes"]]
     rows = fid_result["rows"]
     minority = minority_classes(train_counts)
@@ -281,10 +282,9 @@ def fid_picture(fid_result, train_counts, path):
     width = 0.8 / len(rows)
     for c in minority:
         ax.axvspan(c - 0.45, c + 0.45, color="#fde2e2", zorder=0)
-    palette = colormaps["tab20"]  # ten hues, then their light shades: up to 20 rows without a repeat
     for i, row in enumerate(rows):
         ax.bar(np.arange(len(names)) - 0.4 + width * (i + 0.5), [np.nan if v is None else v for v in row["fid"]],
-               width, label=row["name"], zorder=2, color=palette((2 * i) % 20 + (2 * i) // 20 % 2))
+               width, label=row["name"], zorder=2, color=bar_colour(i))
     ax.set_xticks(range(len(names)), [f"{n}{'*' if c in minority else ''}\n({t})"
                                       for c, (n, t) in enumerate(zip(names, train_counts))])
     values = [v for row in rows for v in row["fid"] if v is not None and v > 0]
