@@ -17,8 +17,9 @@ Two sets of widths and details (`--networks`, NETWORKS below): "project", this p
 "original" (the default since 2026-12-01), those of the original BAGAN-GP code
 (GH920/improved-bagan-gp, improved_bagan_gp.py, at 64x64): encoder 64-128-128-256 with a LeakyReLU
 after its Dense, decoder 128-128-64 without batch normalisation after its Dense, convolutions
-initialised from N(0, 0.02), and the critic's label head of bagan_gp.build_critic. Both keep this file's batch-norm momentum (below). At 32x32 a stack
-uses its first stages, at 128x128 it repeats its last width.
+initialised from N(0, 0.02), and the critic's label head of bagan_gp.build_critic. Both keep this
+file's batch-norm momentum (below). At 32x32 a stack uses its first stages, at 128x128 it repeats
+its last width.
 """
 import math
 
