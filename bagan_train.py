@@ -9,6 +9,7 @@ follows. The run folder it writes is described in runs.py.
 """
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import platform
@@ -56,7 +57,10 @@ def train(config, run_dir=None, data=None, strategy=None, verbose=1, callbacks=(
           + ("" if run.writable else " (a worker: writes nothing)"), flush=True)
     if chosen and not resumed:
         print(f"precision: {config.precision} ({chosen})", flush=True)
-    classifier = evaluation_classifier(config, data, run)  # before the seed below: the GAN's numbers stay the same
+    classifier = evaluation_classifier(config, data, run)
+    if classifier and replicas > 1:  # only the chief evaluates: it trains the classifier before the replicas start
+        trained = classifier()
+        classifier = lambda: trained  # noqa: E731
     keras.utils.set_random_seed(config.seed)
     started = time.time()
     with strategy.scope(), dtype_policy(config.precision):
@@ -156,12 +160,21 @@ def adam(config, learning_rate):
 
 
 def evaluation_classifier(config, data, run):
-    """The classifier of the in-training evaluation (--eval-every): classify.py's CNN trained in
-    float32 on the run's training split (class-weighted), kept in the run folder; None when the run
-    does not evaluate (eval_every 0 or more than its epochs, or a worker that writes nothing)."""
-    from fid import train_feature_classifier
+    """A function that returns the classifier of the in-training evaluation (--eval-every):
+    classify.py's CNN trained in float32 on the run's training split (class-weighted), kept in the
+    run folder; None when the run does not evaluate (eval_every 0 or more than its epochs, or a
+    worker that writes nothing). callbacks.BestGenerator calls it at the first evaluation, so that
+    the classifier trains in memory the GAN's steps have freed (a lower peak than training it first);
+    it sets the global seeds, which the GAN does not draw from once built: its numbers stay the same."""
     if not (run.writable and 0 < config.eval_every <= config.epochs):
         return None
+    return functools.partial(load_or_train_evaluation_classifier, config, data, run)
+
+
+def load_or_train_evaluation_classifier(config, data, run):
+    """The classifier of the run folder, or trained and written there with eval_classifier.json
+    (its test accuracy, epochs and seconds)."""
+    from fid import train_feature_classifier
     path = run.file(EVAL_CLASSIFIER_FILE)
     if path.is_file():
         return load_model(path)

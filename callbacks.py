@@ -40,9 +40,10 @@ class NonFiniteLoss(Exception):
 
 class EpochProgress(keras.callbacks.Callback):
     """One line per finished epoch: the phase, the epoch, its time and an estimate of the time the
-    phase has left (the mean epoch time so far times the epochs to go). `then`: what follows the
-    phase (the autoencoder's lines say "then 40 GAN epochs", whose time is not known yet); without
-    it the phase is the last, and the estimate is the run's."""
+    phase has left (the mean epoch time so far, without the evaluation classifier's training, which
+    happens once, times the epochs to go). `then`: what follows the phase (the autoencoder's lines
+    say "then 40 GAN epochs", whose time is not known yet); without it the phase is the last, and
+    the estimate is the run's."""
 
     def __init__(self, phase, epochs, then=None):
         super().__init__()
@@ -53,12 +54,15 @@ class EpochProgress(keras.callbacks.Callback):
         self.started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self.started)
+        seconds = time.perf_counter() - self.started
+        once = float((logs or {}).get("eval_classifier_seconds", 0.0))
+        self.times.append(seconds - once)
         left = (self.epochs - epoch - 1) * float(np.mean(self.times))
         estimate = f"about {left / 60:.0f} min" if left >= 90 else f"about {left:.0f} s"
         estimate += f" left of the {self.phase}, then {self.then}" if self.then else " left of the run"
         done = "done" + (f"; then {self.then}" if self.then else "")
-        print(f"[{self.phase}] epoch {epoch + 1}/{self.epochs} in {self.times[-1]:.0f} s; "
+        print(f"[{self.phase}] epoch {epoch + 1}/{self.epochs} in {seconds:.0f} s"
+              + (f" ({once:.0f} s of it the evaluation's classifier, once)" if once >= 1 else "") + "; "
               f"{estimate if epoch + 1 < self.epochs else done}", flush=True)
 
 
@@ -111,25 +115,35 @@ class BestGenerator(keras.callbacks.Callback):
     """Every `every` epochs, the generator's per-class KID against the class's training images and
     the share of its images recognised as their class, both by `classifier` (trained on the run's
     training split, fid.class_scores); logged as kid/<class>, recognised/<class>, kid_worst and
-    eval_seconds. When the worst class's KID is the lowest so far, the generator is kept as
-    generator_best.keras with best.json (its epoch and scores): a minority class cannot be traded
-    for the mean. A resumed run continues from its best.json."""
+    eval_seconds, and at the first evaluation eval_classifier_seconds (training or loading the
+    classifier, part of that epoch's seconds). When the worst class's KID is the lowest so far, the
+    generator is kept as generator_best.keras with best.json (its epoch and scores): a minority class
+    cannot be traded for the mean. A resumed run continues from its best.json. `classifier`: a function that returns
+    the classifier, called at the first evaluation (bagan_train.evaluation_classifier)."""
 
     def __init__(self, run, classifier, data, every, seed):
         super().__init__()
-        import keras as k
-        self.run, self.classifier, self.every, self.seed = run, classifier, every, seed
+        self.run, self.get_classifier, self.data, self.every, self.seed = run, classifier, data, every, seed
         self.names = [str(name) for name in data.class_names]
-        features = k.Model(classifier.inputs, classifier.get_layer("features").output)
-        self.real = [features.predict(to_model_range(data.x_train[data.y_train == c][:EVAL_REAL_PER_CLASS]),
-                                      batch_size=64, verbose=0) for c in range(data.num_classes)]
+        self.classifier = self.real = None
         best = run.best()
         self.best = best["kid_worst"] if best else math.inf
+
+    def prepare(self):
+        """The classifier and its features of each class's training images; returns the seconds."""
+        started = time.perf_counter()
+        x, y = self.data.x_train, self.data.y_train
+        self.classifier = self.get_classifier()
+        features = keras.Model(self.classifier.inputs, self.classifier.get_layer("features").output)
+        self.real = [features.predict(to_model_range(x[y == c][:EVAL_REAL_PER_CLASS]), batch_size=64, verbose=0)
+                     for c in range(self.data.num_classes)]
+        return time.perf_counter() - started
 
     def on_epoch_end(self, epoch, logs=None):
         from fid import class_scores
         if (epoch + 1) % self.every:
             return
+        once = {} if self.classifier is not None else {"eval_classifier_seconds": self.prepare()}
         started = time.perf_counter()
         generator = self.model.sampling_generator()
         kid, recognised = class_scores(generator, self.classifier, self.real, EVAL_PER_CLASS, self.seed)
@@ -142,7 +156,7 @@ class BestGenerator(keras.callbacks.Callback):
             save_json(self.run.file(BEST_FILE), dict(epoch=epoch + 1, kid_worst=worst, kid=dict(zip(self.names, kid)),
                                                      recognised=dict(zip(self.names, recognised))))
         if logs is not None:
-            logs.update(scores, eval_seconds=time.perf_counter() - started)
+            logs.update(scores, eval_seconds=time.perf_counter() - started, **once)
 
 
 class SampleGrid(keras.callbacks.Callback):
@@ -288,7 +302,7 @@ def losses_figure(rows, title, train_counts=None, best=None):
     for phase, ax in (("autoencoder", axes[0]), ("gan", axes[1])):
         phase_rows = [r for r in rows if r["phase"] == phase]
         for key in dict.fromkeys(k for r in phase_rows for k in r if k not in ("phase", "epoch")):
-            if "/" in key or key in ("kid_worst", "eval_seconds", "seconds"):
+            if "/" in key or key in ("kid_worst", "eval_seconds", "eval_classifier_seconds", "seconds"):
                 continue
             points = [(int(r["epoch"]), float(r[key])) for r in phase_rows if key in r]
             ax.plot(*zip(*points), marker="." if len(points) < 30 else None,
@@ -316,7 +330,7 @@ def losses_figure(rows, title, train_counts=None, best=None):
             ax.legend(fontsize="small")
     for ax in axes:
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     fig.tight_layout()
     return fig
 

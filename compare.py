@@ -141,13 +141,6 @@ def train_all(planned, say):
     return statuses
 
 
-def training_seconds(run):
-    """The run's training time from its history.csv (each epoch's seconds) and evaluation classifier."""
-    seconds = sum(float(row["seconds"]) for row in run.history() if "seconds" in row)
-    meta = run.file("eval_classifier.json")
-    return round(seconds + (json.loads(meta.read_text())["seconds"] if meta.is_file() else 0.0), 1)
-
-
 # ---------------------------------------------------------------------------------------------
 # Scoring
 
@@ -404,9 +397,9 @@ def main(argv=None):
     classify.plot_per_class_recall(classify_result, out / "recall.png")
     class_paths = class_pictures(runs, data, out)
     models = [dict(spec=spec, run=run_dir.name, run_dir=str(run_dir), **statuses[spec],
-                   **({"seconds": training_seconds(Run.open(run_dir))} if statuses[spec]["status"] != "failed" else {}))
+                   **({"seconds": Run.open(run_dir).training_seconds()} if statuses[spec]["status"] != "failed" else {}))
               for spec, _, run_dir in planned]
-    models += [dict(spec=run.name, run=run.name, run_dir=str(run.path), status="given", seconds=training_seconds(run))
+    models += [dict(spec=run.name, run=run.name, run_dir=str(run.path), status="given", seconds=run.training_seconds())
                for run in extra]
     report = dict(dataset=c["dataset"], imbalanced=bool(c.get("imbalanced")), image_size=c["image_size"],
                   split_seed=c["seed"], train_counts=c["train_counts"], models=models, features=features,

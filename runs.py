@@ -200,6 +200,16 @@ class Run:
         with open(path, newline="") as f:
             return [{k: v for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
 
+    def training_seconds(self):
+        """The run's training time: each epoch's seconds (history.csv) less the time an epoch spent
+        getting the evaluation's classifier (eval_classifier_seconds), plus the classifier's training
+        once (eval_classifier.json)."""
+        rows = self.history()
+        seconds = sum(float(r["seconds"]) - float(r.get("eval_classifier_seconds", 0.0))
+                      for r in rows if "seconds" in r)
+        meta = self.file(EVAL_CLASSIFIER_FILE.replace(".keras", ".json"))
+        return round(seconds + (json.loads(meta.read_text())["seconds"] if meta.is_file() else 0.0), 1)
+
     def append_history(self, row):
         """Add one epoch's row; the header is every key in the order the rows first use it."""
         rows = self.history() + [row]

@@ -31,10 +31,8 @@ def main(argv=None):
         print(f"error: {run.path} has no {meta.name}: it did not evaluate during training", file=sys.stderr)
         return 2
     classifier_s = json.loads(meta.read_text())["seconds"]
-    rows = run.history()
-    epochs_s = sum(float(r["seconds"]) for r in rows if "seconds" in r)
-    evals = [float(r["eval_seconds"]) for r in rows if "eval_seconds" in r]
-    total = epochs_s + classifier_s
+    evals = [float(r["eval_seconds"]) for r in run.history() if "eval_seconds" in r]
+    total = run.training_seconds()
     result = dict(run_dir=str(run.path), classifier_s=classifier_s, evaluations=len(evals), evaluation_s=sum(evals),
                   training_s=total, share=(classifier_s + sum(evals)) / total)
     if args.json:

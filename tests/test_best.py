@@ -66,14 +66,27 @@ def test_the_best_generator_is_the_epoch_of_the_lowest_worst_class_kid(evaluated
 
 
 def test_the_evaluation_leaves_the_training_numbers_alone(evaluated):
-    """The classifier is trained before the run's seed is set and the evaluation draws from NumPy,
-    so the GAN's losses are those of the run without evaluation."""
+    """The classifier trains at the first evaluation, after the GAN's first epoch, and sets the global
+    seeds; the GAN draws from its own seed generator and the evaluation from NumPy, so the GAN's
+    losses are those of the run without evaluation."""
     run, plain = evaluated
     assert not (plain / BEST_FILE).exists() and not (plain / EVAL_CLASSIFIER_FILE).exists()
     for a, b in zip(gan_rows(run), gan_rows(plain)):
         for key in LOSSES:
             assert float(a[key]) == float(b[key]), key
     assert "kid_worst" not in gan_rows(plain)[0]
+
+
+def test_the_classifier_trains_at_the_first_evaluation_and_its_time_counts_once(evaluated, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(evaluated[0], run)
+    trained = json.loads((run / "eval_classifier.json").read_text())["seconds"]
+    first, second = gan_rows(run)
+    assert float(first["eval_classifier_seconds"]) >= trained > 0  # trained at the end of the first epoch
+    assert float(first["seconds"]) > float(first["eval_classifier_seconds"]) and not second["eval_classifier_seconds"]
+    rows = Run.open(run).history()
+    epochs = sum(float(r["seconds"]) for r in rows) - float(first["eval_classifier_seconds"])
+    assert Run.open(run).training_seconds() == round(epochs + trained, 1)
 
 
 def test_commands_use_the_best_generator_and_say_so(evaluated, tmp_path, capsys):

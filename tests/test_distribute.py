@@ -71,12 +71,13 @@ def test_two_mirrored_replicas_reach_the_losses_of_one_device():
 
 @pytest.fixture(scope="module")
 def mirrored_runs(tmp_path_factory):
-    """On two replicas: 2 epochs straight, and 1 epoch resumed to 2; on one device: 2 epochs; all
-    with the generator's moving average and DiffAugment (issue 18). The two-replica processes run
-    beside each other and beside the one-device run of this process."""
+    """On two replicas: 2 epochs straight, and 1 epoch resumed to 2, evaluated every epoch; on one
+    device: 2 epochs, not evaluated; all with the generator's moving average and DiffAugment
+    (issue 18). The two-replica processes run beside each other and beside the one-device run of
+    this process."""
     root = tmp_path_factory.mktemp("mirrored")
     straight, resumed, single = root / "straight", root / "resumed", root / "single"
-    mirrored = [RUNNER, "cli", *TINY, *AIDS, "--strategy", "mirrored"]
+    mirrored = [RUNNER, "cli", *TINY, *AIDS, "--strategy", "mirrored", "--eval-every", "1"]
     processes = [start([*mirrored, "--epochs", "2", "--out", straight]),
                  start([*mirrored, "--epochs", "1", "--out", resumed])]
     try:
@@ -97,6 +98,10 @@ def test_mirrored_cli_run_writes_a_complete_run_folder(mirrored_runs):
     for name in ("config.json", "generator.keras", "generator_raw.keras", "critic.keras", "encoder.keras",
                  "progress.gif", "checkpoints/epoch_002.npz", "samples/epoch_002.png"):
         assert (straight / name).is_file(), name
+    # Across replicas the evaluation's classifier trains before the GAN's first epoch, not in it
+    trained = json.loads((straight / "eval_classifier.json").read_text())["seconds"]
+    assert float(gan_rows(straight)[0]["eval_classifier_seconds"]) < trained
+    assert (straight / "generator_best.keras").is_file()
     # The same seed and data on one device: the same losses up to float round-off, which Adam's
     # normalised steps carry along (1e-4 relative seen after 20 critic steps).
     for a, b in zip(gan_rows(straight), gan_rows(single)):

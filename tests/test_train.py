@@ -633,3 +633,18 @@ def test_the_autoencoders_progress_says_what_follows_and_the_last_phase_estimate
     assert lines[0].startswith("[autoencoder] epoch 1/3 in 0 s; about 0 s left of the autoencoder, then 40 GAN epochs")
     assert lines[2].endswith("done; then 40 GAN epochs")
     assert lines[3].endswith("about 0 s left of the run") and lines[4].endswith("; done")
+
+
+def test_the_estimate_leaves_out_the_evaluation_classifiers_training(capsys):
+    """It happens once, in the epoch of the first evaluation (eval_classifier_seconds)."""
+    from callbacks import EpochProgress
+    progress = EpochProgress("bagan_gp v3", 4)
+    for epoch, (seconds, logs) in enumerate(((600, {"eval_classifier_seconds": 540.0}), (60, {}), (60, {}))):
+        progress.on_epoch_begin(epoch)
+        progress.started -= seconds
+        progress.on_epoch_end(epoch, logs)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("[bagan_gp v3] epoch 1/4 in 600 s (540 s of it the evaluation's classifier, once); ")
+    assert lines[0].endswith("about 3 min left of the run")  # 3 x 60 s, not 3 x 600 s
+    assert lines[1] == "[bagan_gp v3] epoch 2/4 in 60 s; about 2 min left of the run"
+    assert lines[2].endswith("about 60 s left of the run")
