@@ -7,8 +7,9 @@
 Runs bagan_train's GAN phase for one epoch on Fashion-MNIST (imbalanced by default; the autoencoder
 phase is skipped, its networks start untrained), with every callback of a real run
 (bagan_train.gan_callbacks, the in-training evaluation included unless --eval-every 0; its classifier
-trains at the epoch's end, as in a run, and its time is given apart from the epoch's), then times
-the per-epoch pieces on their own: the Eq. 16 image grid, the checkpoint and the GIF assembly.
+trains at the epoch's end, as in a run, and its time (history.csv's eval_classifier_seconds) is given
+apart from the epoch's), then times the per-epoch pieces on their own: the Eq. 16 image grid, the
+checkpoint and the GIF assembly.
 Peak memory is the process's maximum resident set; a thread samples the resident set every 20 ms
 to split it by stage (loading the data, importing TensorFlow and building the networks, the epoch,
 the extras). `--steps` caps the generator steps of the epoch (the time is then also given per
@@ -125,21 +126,14 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as run_dir:
         run = Run.create(run_dir, config.record(data))
         evaluation = bagan_train.evaluation_classifier(config, data, run)  # called at the epoch's end
-        classifier_s = []
-
-        def classifier():
-            started = time.perf_counter()
-            trained = evaluation()
-            classifier_s.append(time.perf_counter() - started)
-            return trained
-
         batches = make_tf_dataset(data.x_train, data.y_train, config.batch_size, seed=config.seed,
                                   drop_remainder=True, repeat=True, steps_per_epoch=steps)
         with contextlib.redirect_stdout(sys.stderr):  # the classifier's console line; stdout is the result's
             epoch_s = timed(lambda: model.fit(batches, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0,
                                               callbacks=bagan_train.gan_callbacks(config, data, run, steps,
-                                                                                  evaluation and classifier)))
-        epoch_s -= sum(classifier_s)  # the classifier trains once per run, not per epoch
+                                                                                  evaluation)))
+        classifier_s = float(run.history()[-1].get("eval_classifier_seconds", 0.0))
+        epoch_s -= classifier_s  # the classifier trains once per run, not per epoch
         rss.mark("epoch (pipeline, tracing, steps, callbacks, the evaluation and its classifier)")
         real_row = np.stack([data.x_train[data.y_train == c][0] for c in range(data.num_classes)])
         noise = np.random.default_rng(0).standard_normal((GRID_ROWS, config.latent_dim))
@@ -155,7 +149,7 @@ def main(argv=None):
         image_size=args.image_size, batch_size=args.batch_size, precision=config.precision, networks=config.networks,
         eval_every=config.eval_every,
         generator_steps=steps, load_s=load_s, epoch_s=epoch_s, s_per_step=epoch_s / steps,
-        evaluation_classifier_s=sum(classifier_s),
+        evaluation_classifier_s=classifier_s,
         grid_s=grid_s, checkpoint_s=checkpoint_s, gif_one_frame_s=gif_s,
         per_epoch_extras_share=(grid_s + checkpoint_s) / epoch_s,
         uint8_train_mb=data.x_train.nbytes / 2**20, peak_rss_after_load_mb=rss_after_load,
@@ -170,7 +164,7 @@ def main(argv=None):
               f"loaded in {load_s:.1f} s")
         print(f"one epoch, {steps} generator steps, {config.precision}, {config.networks} networks, evaluation "
               f"{'on' if evaluation else 'off'}: {epoch_s:.1f} s ({result['s_per_step']:.2f} s per step)"
-              + (f"; its classifier trained in {sum(classifier_s):.1f} s more, once per run" if evaluation else ""))
+              + (f"; getting its classifier took {classifier_s:.1f} s more, once per run" if evaluation else ""))
         print(f"per-epoch grid {grid_s:.3f} s, checkpoint {checkpoint_s:.3f} s "
               f"({result['per_epoch_extras_share']:.2%} of the epoch); GIF assembly {gif_s:.3f} s")
         print(f"peak resident memory: {result['peak_rss_mb']:.0f} MB "
