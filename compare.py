@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 import time
 import warnings
 from pathlib import Path
@@ -285,7 +286,7 @@ def fid_picture(fid_result, train_counts, path):
         ax.set_yscale("log")
     ax.set_ylabel("FID (lower is better)" + (", log scale" if ax.get_yscale() == "log" else ""))
     ax.set_xlabel("class (training images); * minority")
-    ax.set_title(f"per-class FID in {fid_result['feature_space']}", fontsize="medium")
+    ax.set_title(textwrap.fill(f"per-class FID in {fid_result['feature_space']}", 80), fontsize="medium")
     ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=80))
 
