@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import math
 import os
 import platform
 import sys
@@ -43,20 +44,24 @@ def train(config, run_dir=None, data=None, strategy=None, verbose=1, callbacks=(
     from datasets import load_dataset, make_tf_dataset
 
     resumed = Run.open(run_dir).config if run_dir and os.path.exists(os.path.join(run_dir, CONFIG_FILE)) else None
-    if resumed:
-        TrainConfig.resume(run_dir, **dataclasses.asdict(config))  # refuses what the checkpoint fixes
     data = data or load_dataset(config.dataset, config.data_dir, config.image_size, config.imbalanced, config.seed,
                                 config.resize, config.window)
+    budget = config.fit_budget(len(data.x_train))
+    if resumed:
+        TrainConfig.resume(run_dir, **dataclasses.asdict(config))  # refuses what the checkpoint fixes
     strategy = strategy or tf.distribute.get_strategy()
     config.check_fits(data, strategy.num_replicas_in_sync)
     chosen = config.choose_precision() or (resumed or {}).get("precision_chosen")
-    run = Run.create(run_dir or config.new_run_dir(), dict(config.record(data), precision_chosen=chosen),
+    run = Run.create(run_dir or config.new_run_dir(), dict(config.record(data), precision_chosen=chosen,
+                                                           budget=budget or (resumed or {}).get("budget")),
                      writable=is_chief(strategy))
     replicas = strategy.num_replicas_in_sync
     print(f"run folder: {run.path}" + (f" ({replicas} replicas, {type(strategy).__name__})" if replicas > 1 else "")
           + ("" if run.writable else " (a worker: writes nothing)"), flush=True)
     if chosen and not resumed:
         print(f"precision: {config.precision} ({chosen})", flush=True)
+    if budget and not resumed:
+        print(describe_budget(budget), flush=True)
     classifier = evaluation_classifier(config, data, run)
     if classifier and replicas > 1:  # only the chief evaluates: it trains the classifier before the replicas start
         trained = classifier()
@@ -172,21 +177,26 @@ def evaluation_classifier(config, data, run):
 
 
 def load_or_train_evaluation_classifier(config, data, run):
-    """The classifier of the run folder, or trained and written there with eval_classifier.json
-    (its test accuracy, epochs and seconds)."""
-    from fid import train_feature_classifier
-    path = run.file(EVAL_CLASSIFIER_FILE)
-    if path.is_file():
-        return load_model(path)
-    started = time.time()
-    with dtype_policy("float32"):
-        classifier, accuracy = train_feature_classifier(data, seed=config.seed, epochs=EVAL_CLASSIFIER_EPOCHS)
-    save_model(classifier, path)
-    save_json(run.file(EVAL_CLASSIFIER_FILE.replace(".keras", ".json")),
-              dict(test_accuracy=accuracy, epochs=EVAL_CLASSIFIER_EPOCHS, seconds=round(time.time() - started, 1)))
-    print(f"[evaluation] classifier of the training split, every {config.eval_every} epochs: test accuracy "
-          f"{accuracy:.3f}, trained in {time.time() - started:.1f} s", flush=True)
-    return classifier
+    """(classifier, check): the judge of the run folder, or trained there (evaluators.train_judge)
+    with eval_classifier.json (its check on the held-out images, steps and seconds); the check is
+    printed either way."""
+    from evaluators import train_judge
+    from metrics import describe_check
+    path, meta_path = run.file(EVAL_CLASSIFIER_FILE), run.file(EVAL_CLASSIFIER_FILE.replace(".keras", ".json"))
+    meta = json.loads(meta_path.read_text()) if path.is_file() and meta_path.is_file() else {}
+    if "check" in meta:
+        classifier = load_model(path)
+    else:
+        started = time.time()
+        with dtype_policy("float32"):
+            classifier, check = train_judge(data, seed=config.seed, epochs=EVAL_CLASSIFIER_EPOCHS)
+        save_model(classifier, path)
+        meta = dict(check=check, epochs=EVAL_CLASSIFIER_EPOCHS, seconds=round(time.time() - started, 1))
+        save_json(meta_path, meta)
+    print(f"[evaluation] classifier of the training split, every {config.eval_every} epochs, "
+          f"{meta['check']['steps']} class-balanced batches in {meta['seconds']:.1f} s; "
+          f"{describe_check(meta['check'])}", flush=True)
+    return classifier, meta["check"]
 
 
 def gan_callbacks(config, data, run, steps, classifier=None):
@@ -232,6 +242,14 @@ IMBALANCED_DEFAULTS = {  # a third of the images: three times the epochs, as man
 # Then the model's own (bagan_gp.py): its setting_defaults (BAGAN: the original code's Adam and loss),
 # its default train ratio, no gp_weight without a penalty, and the defaults of its options.
 EVAL_CLASSIFIER_EPOCHS = 5
+BUDGET = dict(images_per_batch=8, min_batch=16, generator_steps=1500, ae_steps=1000, evaluations=20)
+"""The training budget of data without a table of its own above (class folders, cells, the
+oversampler's arrays), `TrainConfig.fit_budget`: a batch of about an eighth of the training images
+(a power of two from 16 to the paper's 128), at least `generator_steps` generator steps and
+`ae_steps` autoencoder batches, and about `evaluations` in-training evaluations. The paper's cells
+run (about 6,900 training images, batch 128, 100 epochs: 5,400 steps) keeps its settings; a folder
+of 282 training images gets batch 32 and 188 epochs instead of 2 steps per epoch
+(benchmarks/RESULTS.md)."""
 BEFORE_THE_SETTING = dict(latent="paper", eval_every=0, ae_loss="mae", dropout=0.0, resize="stretch", ema_decay=0.0,
                           networks="project")
 """What runs written before a setting existed did; --resume fills them in (g_learning_rate: the learning rate)."""
@@ -350,6 +368,7 @@ class TrainConfig:
         if config.g_learning_rate is None:
             config.g_learning_rate = config.learning_rate
         config.validate()
+        config.given = frozenset(given)
         return config
 
     @classmethod
@@ -411,6 +430,37 @@ class TrainConfig:
                 raise UsageError(f"{f.name.replace('_', ' ')} must be one of {', '.join(choices)}, "
                                  f"got {getattr(self, f.name)!r}")
 
+    given = None
+    """The settings `create` was given (not a field: config.json does not keep it); None for a resumed
+    run and once fit_budget has run."""
+
+    def fit_budget(self, train_images):
+        """Scales batch, epochs, autoencoder epochs and evaluations to `train_images` (BUDGET), for
+        data without defaults of its own, where no flag or keyword gave them; returns a dict of what
+        it set and why (None: nothing to fit). Made once per configuration: calling it again changes
+        nothing."""
+        if self.dataset in DATASET_DEFAULTS or self.given is None:
+            return None
+        given, self.given = self.given, None
+        paper = dict(batch_size=self.batch_size, epochs=self.epochs, ae_epochs=self.ae_epochs)
+        if "batch_size" not in given:
+            fit = 2 ** int(math.log2(max(train_images // BUDGET["images_per_batch"], 1)))
+            self.batch_size = max(min(fit, PAPER_DEFAULTS["batch_size"]),
+                                  min(BUDGET["min_batch"], 2 ** int(math.log2(max(train_images, 1)))))
+        steps = max(self.steps_per_epoch_for_count(train_images), 1)
+        if "epochs" not in given:
+            self.epochs = max(self.epochs, math.ceil(BUDGET["generator_steps"] / steps))
+        if "ae_epochs" not in given and self.ae_epochs:
+            self.ae_epochs = max(self.ae_epochs, math.ceil(BUDGET["ae_steps"] / math.ceil(train_images / self.batch_size)))
+        if "eval_every" not in given and self.eval_every:
+            self.eval_every = max(self.eval_every, round(self.epochs / BUDGET["evaluations"]))
+        self.validate()
+        return dict(train_images=train_images, batch_size=self.batch_size, epochs=self.epochs,
+                    generator_steps=self.epochs * steps, ae_epochs=self.ae_epochs, eval_every=self.eval_every,
+                    given=sorted(name for name in ("batch_size", "epochs", "ae_epochs", "eval_every") if name in given),
+                    changed={name: [before, getattr(self, name)] for name, before in paper.items()
+                             if before != getattr(self, name)})
+
     def check_fits(self, data, replicas):
         """UsageError when a batch does not fit the training split or the replicas."""
         if len(data.x_train) < self.batch_size:
@@ -461,7 +511,10 @@ class TrainConfig:
         return f"auto: {why}"
 
     def steps_per_epoch_for(self, data):
-        steps = len(data.x_train) // self.batch_size
+        return self.steps_per_epoch_for_count(len(data.x_train))
+
+    def steps_per_epoch_for_count(self, train_images):
+        steps = train_images // self.batch_size
         return min(steps, self.steps_per_epoch) if self.steps_per_epoch else steps
 
     def new_run_dir(self):
@@ -472,10 +525,21 @@ class TrainConfig:
         import keras
         import tensorflow as tf
         return dict(dataclasses.asdict(self), autoencoder=self.autoencoder, intensity=data.intensity,
-                    class_names=list(data.class_names),
+                    original_size=data.original_size, mixed=data.mixed, class_names=list(data.class_names),
                     channels=data.channels, train_counts=data.train_counts(), test_counts=data.test_counts(),
                     versions=dict(python=platform.python_version(), tensorflow=tf.__version__,
                                   keras=keras.__version__, numpy=np.__version__))
+
+
+def describe_budget(budget):
+    """The console's line for TrainConfig.fit_budget's record."""
+    given = f"; given: {', '.join(map(flag, budget['given']))}" if budget["given"] else ""
+    return (f"budget: {budget['train_images']} training images -> batch {budget['batch_size']}, "
+            f"{budget['epochs']} GAN epochs = {budget['generator_steps']} generator steps, "
+            f"{budget['ae_epochs']} autoencoder epochs, an evaluation every {budget['eval_every']} epochs "
+            f"(at least {BUDGET['generator_steps']} generator and {BUDGET['ae_steps']} autoencoder steps, a batch "
+            f"of about 1/{BUDGET['images_per_batch']} of the images, so that a small set trains long enough"
+            f"{given}; --batch-size, --epochs, --ae-epochs and --eval-every override)")
 
 
 def auto_precision(cpuinfo="/proc/cpuinfo"):
@@ -587,9 +651,9 @@ def add_training_arguments(parser, exclude=()):
 
 
 def parse_args(argv=None):
-    import argparse
-    p = argparse.ArgumentParser(description="Train BAGAN-GP (the autoencoder, then the GAN) or a model the "
-                                            "papers compare it with, and write a run folder.")
+    from console import ArgumentParser
+    p = ArgumentParser(description="Train BAGAN-GP (the autoencoder, then the GAN) or a model the "
+                                   "papers compare it with, and write a run folder.")
     add_dataset_arguments(p, dict(dataset="digits", imbalanced="no", image_size="64; digits 32"))
     add_training_arguments(p)
     group = p.add_argument_group("run")
@@ -606,6 +670,14 @@ def parse_args(argv=None):
                        help="Keras progress output: 0 none, 1 a progress bar, 2 one line per epoch (default: 1 on "
                             "a terminal, 2 in a log file); 1 and 2 add an estimate of the time left")
     return p.parse_args(argv)
+
+
+def _at_terminal(stream):
+    """Whether `stream` (sys.stdin, sys.stdout) is a terminal; False when it is missing or closed."""
+    try:
+        return bool(stream) and stream.isatty()
+    except (ValueError, OSError):
+        return False
 
 
 def main(argv=None):
@@ -637,7 +709,11 @@ def main(argv=None):
         checkpoints = Run(run_dir, {}).checkpoints()
         saved = (f"the last saved epoch is {int(checkpoints[-1].stem[6:])} ({checkpoints[-1]})" if checkpoints
                  else "no epoch was saved yet")
-        print(f"\ninterrupted: {saved}; continue with: python bagan_train.py --resume {run_dir}", file=sys.stderr)
+        # Keras' progress bar (verbose 1: "\r" updates) or the terminal's "^C" may have left the cursor mid-line
+        sys.stdout.flush()
+        mid_line = verbose == 1 or _at_terminal(sys.stdin) or _at_terminal(sys.stdout)
+        print(("\n" if mid_line else "") + f"interrupted: {saved}; continue with: python bagan_train.py --resume "
+              f"{run_dir}", file=sys.stderr, flush=True)
         return 130
     if args.json:
         print(json.dumps(summary))

@@ -24,6 +24,10 @@ GRID_ROWS = 8
 """Rows of generated images in a sample grid (fixed noise vectors), below the row of real ones."""
 GRID_PAD = 2
 """White pixels between and around the images of a grid."""
+GRID_MIN_WIDTH, GRID_MIN_TILE, GRID_MAX_SIDE = 480, 64, 2000
+"""A labelled grid of few classes or small images is drawn larger (each image repeated k x k times,
+`grid_scale`): about GRID_MIN_WIDTH pixels wide, images of at least GRID_MIN_TILE pixels, as long as
+its longest side stays within GRID_MAX_SIDE."""
 CAPTION_HEIGHT = 14
 """Pixels above each progress.gif frame for "epoch N"."""
 
@@ -113,50 +117,72 @@ class HistoryCSV(keras.callbacks.Callback):
 
 class BestGenerator(keras.callbacks.Callback):
     """Every `every` epochs, the generator's per-class KID against the class's training images and
-    the share of its images recognised as their class, both by `classifier` (trained on the run's
-    training split, fid.class_scores); logged as kid/<class>, recognised/<class>, kid_worst and
-    eval_seconds, and at the first evaluation eval_classifier_seconds (training or loading the
-    classifier, part of that epoch's seconds). When the worst class's KID is the lowest so far, the
-    generator is kept as generator_best.keras with best.json (its epoch and scores): a minority class
-    cannot be traded for the mean. A resumed run continues from its best.json. `classifier`: a function that returns
-    the classifier, called at the first evaluation (bagan_train.evaluation_classifier)."""
+    the share of its images recognised as their class, both by the run's judge (a classifier of
+    the training split, evaluators.train_judge; evaluators.class_scores); logged as kid/<class>,
+    recognised/<class>, kid_worst and eval_seconds, and at the first evaluation
+    eval_classifier_seconds (training or loading the judge, part of that epoch's seconds).
+
+    The generator is kept as generator_best.keras with best.json (its epoch, scores and the judge's
+    check) when its images are recognised as their class above chance in every class
+    (metrics.recognised_above_chance: noise, a constant image or images that ignore their label are
+    not) and its worst class's KID is the lowest so far: a minority class cannot be traded for the
+    mean. When the judge cannot tell the classes apart on held-out real images (its check), no
+    epoch is scored and no best is kept: the last generator stays, and the console says why. A
+    resumed run continues from its best.json. `classifier`: a function that returns (judge, check),
+    called at the first evaluation (bagan_train.evaluation_classifier)."""
 
     def __init__(self, run, classifier, data, every, seed):
         super().__init__()
         self.run, self.get_classifier, self.data, self.every, self.seed = run, classifier, data, every, seed
         self.names = [str(name) for name in data.class_names]
-        self.classifier = self.real = None
+        self.classifier = self.real = self.check = None
         best = run.best()
         self.best = best["kid_worst"] if best else math.inf
 
     def prepare(self):
-        """The classifier and its features of each class's training images; returns the seconds."""
+        """The judge, its check, and its features of each class's training images; returns the seconds."""
         started = time.perf_counter()
         x, y = self.data.x_train, self.data.y_train
-        self.classifier = self.get_classifier()
+        self.classifier, self.check = self.get_classifier()
+        if not self.check["trusted"]:
+            print(f"[evaluation] the judge cannot tell the classes apart ({self.check['reason']}): no epoch is "
+                  "scored and no best generator is kept; the last generator stays", flush=True)
+            return time.perf_counter() - started
         features = keras.Model(self.classifier.inputs, self.classifier.get_layer("features").output)
         self.real = [features.predict(to_model_range(x[y == c][:EVAL_REAL_PER_CLASS]), batch_size=64, verbose=0)
                      for c in range(self.data.num_classes)]
         return time.perf_counter() - started
 
     def on_epoch_end(self, epoch, logs=None):
-        from fid import class_scores
+        from evaluators import class_scores
+        from metrics import recognised_above_chance
         if (epoch + 1) % self.every:
             return
         once = {} if self.classifier is not None else {"eval_classifier_seconds": self.prepare()}
+        if not self.check["trusted"]:
+            if logs is not None:
+                logs.update(once)
+            return
         started = time.perf_counter()
         generator = self.model.sampling_generator()
         kid, recognised = class_scores(generator, self.classifier, self.real, EVAL_PER_CLASS, self.seed)
         worst = max(v for v in kid if not math.isnan(v))
+        above = recognised_above_chance(recognised, EVAL_PER_CLASS, self.data.num_classes)
         scores = {**{f"kid/{n}": v for n, v in zip(self.names, kid)},
                   **{f"recognised/{n}": v for n, v in zip(self.names, recognised)}, "kid_worst": worst}
-        if worst < self.best:
+        if all(above) and worst < self.best:
             self.best = worst
             save_model(generator, self.run.file(BEST_GENERATOR_FILE))
             save_json(self.run.file(BEST_FILE), dict(epoch=epoch + 1, kid_worst=worst, kid=dict(zip(self.names, kid)),
-                                                     recognised=dict(zip(self.names, recognised))))
+                                                     recognised=dict(zip(self.names, recognised)),
+                                                     judge=self.check))
         if logs is not None:
             logs.update(scores, eval_seconds=time.perf_counter() - started, **once)
+
+    def on_train_end(self, logs=None):
+        if self.check and self.check["trusted"] and self.best == math.inf:
+            print("[evaluation] no evaluated epoch's images were recognised as their class above chance in every "
+                  "class: no best generator is kept; the last generator stays", flush=True)
 
 
 class SampleGrid(keras.callbacks.Callback):
@@ -224,11 +250,24 @@ def image_grid(rows):
     return grid
 
 
+def grid_scale(rows):
+    """The integer factor k by which labelled_grid enlarges the images of `rows` (image_grid's rows):
+    the smallest that makes the grid GRID_MIN_WIDTH pixels wide and its images GRID_MIN_TILE pixels,
+    at most what keeps its longest side within GRID_MAX_SIDE, at least 1."""
+    n, h, w = rows[0].shape[:3]
+    width, height = n * (w + GRID_PAD) + GRID_PAD, len(rows) * (h + GRID_PAD) + GRID_PAD
+    wanted = max(math.ceil(GRID_MIN_TILE / max(h, w)), math.ceil(GRID_MIN_WIDTH / width))
+    return max(1, min(wanted, GRID_MAX_SIDE // max(width, height)))
+
+
 def labelled_grid(rows, row_labels=(), column_labels=()):
     """image_grid with `row_labels` left of its rows and `column_labels` above its columns (written
     upwards when one is wider than a tile), black on white; the grid itself sits in the picture's
-    bottom-right corner."""
+    bottom-right corner. The images are enlarged by grid_scale(rows) (nearest neighbour), so that a
+    grid of few classes or small images can be seen; the labels keep their size."""
     from PIL import Image, ImageDraw, ImageFont
+    k = grid_scale(rows)
+    rows = [np.repeat(np.repeat(np.asarray(images), k, axis=1), k, axis=2) for images in rows]
     grid = image_grid(rows)
     height, width = rows[0].shape[1:3]
     font = ImageFont.load_default()

@@ -78,6 +78,7 @@ import numpy as np  # noqa: E402
 
 from datasets import (BALANCED_TEST_SETS, DatasetError, add_dataset_arguments, balanced_test_set,  # noqa: E402
                       check_dataset_arguments, default_image_size)
+from evaluators import FEATURE_DIMS, LEARNING_RATE, build_cnn, predict  # noqa: E402,F401  (the one CNN)
 from runs import (GENERATORS, RESULTS_DIR, Run, UsageError, atomic_write, generated_batches,  # noqa: E402
                   load_model, save_json)
 
@@ -86,9 +87,7 @@ AFFINE = dict(rotation=0.05, translation=0.1, zoom=0.1)
 DEFAULT_EPOCHS = 30
 PATIENCE = 5
 BATCH_SIZE = 64
-LEARNING_RATE = 1e-3
 VAL_SHARE = 0.1
-FEATURE_DIMS = 128
 AUGMENT_BATCH = 256
 PREDICT_BATCH = 256
 
@@ -112,7 +111,8 @@ def classification_metrics(y_true, y_pred, scores, num_classes, top_k=None) -> d
     """Accuracy, macro precision/recall/F1, top-k accuracy, per-class recall, ACSA and G-mean.
 
     ``scores`` (N, num_classes) rank the classes for top-k; per-class recall is None for a class
-    without test images, and ACSA and G-mean are taken over the others.
+    without test images, and ACSA and G-mean are taken over the others. ``predicted_counts``: test
+    images predicted as each class (one nonzero count: the classifier predicts one class only).
     """
     from sklearn.metrics import accuracy_score, precision_recall_fscore_support, top_k_accuracy_score
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
@@ -130,6 +130,7 @@ def classification_metrics(y_true, y_pred, scores, num_classes, top_k=None) -> d
         accuracy=float(accuracy_score(y_true, y_pred)), precision=float(precision), recall=float(recall),
         f1=float(f1), top_k=top, acsa=float(present.mean()) if present.size else None, g_mean=g_mean,
         per_class_recall=[float(r) if n else None for r, n in zip(per_class, support)],
+        predicted_counts=np.bincount(y_pred.astype(np.int64), minlength=num_classes).tolist(),
     )
 
 
@@ -288,24 +289,6 @@ def rebalance_with_real(y, pool: RealPool, seed, num_classes):
 # The classifiers
 
 
-def build_cnn(image_shape, num_classes):
-    """Paper 003's simple CNN; its penultimate layer "features" feeds the SVM of paper 004."""
-    import keras
-    from keras import layers
-    image = keras.Input(image_shape, name="image")
-    x = image
-    for filters in (32, 64, 128):
-        x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
-        x = layers.MaxPooling2D()(x)
-        x = layers.Dropout(0.25)(x)
-    features = layers.Dense(FEATURE_DIMS, activation="relu", name="features")(layers.Flatten()(x))
-    logits = layers.Dense(num_classes, name="logits")(layers.Dropout(0.5)(features))
-    model = keras.Model(image, logits, name="classifier")
-    model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    return model
-
-
 def train_cnn(x, y, x_val, y_val, num_classes, seed, epochs=DEFAULT_EPOCHS, patience=PATIENCE,
               batch_size=BATCH_SIZE):
     """Train the CNN on uint8 images; early stopping on the validation loss when there is one.
@@ -325,12 +308,6 @@ def train_cnn(x, y, x_val, y_val, num_classes, seed, epochs=DEFAULT_EPOCHS, pati
     history = model.fit(train, validation_data=make_tf_dataset(x_val, y_val, PREDICT_BATCH, shuffle=False),
                         epochs=epochs, callbacks=[stop], shuffle=False, verbose=0)
     return model, dict(epochs=len(history.history["loss"]), best_epoch=int(stop.best_epoch) + 1)
-
-
-def predict(model, x):
-    """Outputs of a Keras model for uint8 images, batch by batch."""
-    from datasets import make_tf_dataset
-    return model.predict(make_tf_dataset(x, np.zeros(len(x), np.int64), PREDICT_BATCH, shuffle=False), verbose=0)
 
 
 def feature_model(cnn):
@@ -614,8 +591,25 @@ def _format_grid(table):
     return ["  ".join([r[0].ljust(widths[0])] + [v.rjust(w) for v, w in zip(r[1:], widths[1:])]) for r in table]
 
 
+ACSA_G_MEAN = ("ACSA: the mean of the per-class recalls; G-mean: their geometric mean, 0 when any class is "
+               "never recognised.")
+ONE_CLASS_MARK = "*"
+
+
+def one_class_seeds(row) -> dict:
+    """{class index: [seeds]} of the seeds whose classifier predicted that one class for every test
+    image (from predicted_counts; empty for scores saved before they were kept)."""
+    found = {}
+    for scored in row["per_seed"]:
+        counts = scored.get("predicted_counts")
+        if counts and sum(1 for n in counts if n) == 1:
+            found.setdefault(next(c for c, n in enumerate(counts) if n), []).append(scored["seed"])
+    return found
+
+
 def format_table(result) -> str:
-    """Paper 004's Table 1 layout (a row per training set), then the per-class recall."""
+    """Paper 004's Table 1 layout (a row per training set) with what ACSA and G-mean are and a
+    footnote on rows whose classifier predicts one class only, then the per-class recall."""
     protocol = "imbalanced" if result["imbalanced"] else "balanced"
     size = result["image_size"]
     seeds = result["seeds"]
@@ -634,10 +628,17 @@ def format_table(result) -> str:
     names = [(key, label.format(k=result["top_k"])) for key, label in METRICS
              if key != "top_k" or result["top_k"]]
     table = [["Training set", "Images", *(label for _, label in names)]]
+    notes = []
     for row in result["rows"]:
-        table.append([row["name"], str(row["train_images"]),
+        one_class = one_class_seeds(row)
+        table.append([row["name"] + (f" {ONE_CLASS_MARK}" if one_class else ""), str(row["train_images"]),
                       *(_cell(row["mean"][key], row["std"][key]) for key, _ in names)])
+        for c, found in one_class.items():
+            which = f"seed {found[0]}" if len(found) == 1 else f"seeds {', '.join(map(str, found))}"
+            notes.append(f"{ONE_CLASS_MARK} {row['name']}: predicts only class {result['class_names'][c]} for every "
+                         f"test image" + (f" ({which} of {len(seeds)})" if len(seeds) > 1 else ""))
     lines += _format_grid(table)
+    lines += [ACSA_G_MEAN, *notes]
     lines += ["", "Per-class recall (mean over the seeds); test images per class in brackets"]
     table = [["Training set", *(f"{n} ({t})" for n, t in zip(result["class_names"], test))]]
     for row in result["rows"]:
@@ -697,7 +698,8 @@ def default_out_dir(dataset):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
+    from console import ArgumentParser
+    p = ArgumentParser(
         description="Train a classifier on the (rebalanced) training split and score it on the test split "
                     "(papers 003 and 004): one table row per --augment.")
     add_dataset_arguments(p, dict(dataset="the runs'", imbalanced="no",

@@ -28,7 +28,6 @@ and recall.png (per-class test recall of every training set).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -102,10 +101,14 @@ def plan(args):
 
 
 def finished(run_dir, epochs):
-    """Whether a run folder holds a finished run of `epochs` GAN epochs."""
+    """Whether a run folder holds a finished run of `epochs` GAN epochs, or of the epochs its
+    config.json records where the data fixed them (bagan_train.TrainConfig.fit_budget)."""
     if not (run_dir / GENERATOR_FILE).is_file():
         return False
-    done = [int(row["epoch"]) for row in Run.open(run_dir).history() if row["phase"] == "gan"]
+    run = Run.open(run_dir)
+    done = [int(row["epoch"]) for row in run.history() if row["phase"] == "gan"]
+    if (run.config.get("budget") or {}).get("changed", {}).get("epochs"):
+        epochs = run.config["epochs"]
     return bool(done) and max(done) >= epochs
 
 
@@ -167,9 +170,11 @@ def score_fid(args, runs, features, out):
         argv.append("--baselines")
     if args.real_per_class:
         argv += ["--real-per-class", str(args.real_per_class)]
+    fargs = fid.parse_args(argv)
+    fargs.keep_untrusted = True  # the report says so at its top instead of having no report
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = fid.score(fid.parse_args(argv))
+        result = fid.score(fargs)
     result["warnings"] = sorted({str(w.message) for w in caught if issubclass(w.category, fid.SingularCovarianceWarning)})[:1]
     return result
 
@@ -207,12 +212,17 @@ def minority_classes(train_counts):
     return [c for c, n in enumerate(train_counts) if n < 0.5 * max(train_counts)]
 
 
+def trusted_features(fid_result):
+    """False when fid.py's feature classifier failed its check on held-out images (its numbers mean nothing)."""
+    return not fid_result.get("judge") or fid_result["judge"]["trusted"]
+
+
 def best_on_minority(fid_result, classify_result, runs, train_counts):
     """Which run is best on the minority classes (all classes when none is) by mean FID, mean KID
     and mean classifier recall."""
     names = {run.name for run in runs}
     classes = minority_classes(train_counts) or list(range(len(train_counts)))
-    rows = [row for row in fid_result["rows"] if row["name"] in names]
+    rows = [row for row in fid_result["rows"] if row["name"] in names] if trusted_features(fid_result) else []
     best = {}
     for key, better in (("fid", min), ("kid", min)):
         scored = {row["name"]: np.mean([row[key][c] for c in classes if row[key][c] is not None]) for row in rows}
@@ -298,7 +308,14 @@ def markdown(report):
     f, k = report["fid"], report["classify"]
     lines = [f"# {report['dataset']}{' (imbalanced)' if report['imbalanced'] else ''}: which model?", "",
              f"Image size {report['image_size']}x{report['image_size']}, split seed {report['split_seed']}; "
-             f"training images per class: {', '.join(map(str, report['train_counts']))}.", "",
+             f"training images per class: {', '.join(map(str, report['train_counts']))}.", ""]
+    if not trusted_features(f):
+        lines += [f"> **Warning: every FID, KID, precision, recall, density, coverage and memorisation number of "
+                  f"this report is meaningless.** The feature classifier cannot tell the classes apart: "
+                  f"{f['judge']['reason']}. No model is named best by FID or KID.", ""]
+    elif f.get("judge"):
+        lines += [f"Feature classifier's check: {fid.describe_check(f['judge'])}.", ""]
+    lines += [
              "## Training", "", "| model | run folder | status | training time (s) | generator scored |",
              "| --- | --- | --- | --- | --- |"]
     generators = {row["name"]: row.get("generator", "") for row in f["rows"]}
@@ -309,7 +326,8 @@ def markdown(report):
     names = [c["name"] for c in f["classes"]]
     lines += ["", "## Best on the minority classes", "",
               f"Over classes {', '.join(names[c] for c in best['classes'])}: lowest mean FID "
-              f"**{best['by']['fid']}**, lowest mean KID **{best['by']['kid']}**, highest mean classifier "
+              f"**{best['by']['fid'] or 'none (meaningless features)'}**, lowest mean KID "
+              f"**{best['by']['kid'] or 'none (meaningless features)'}**, highest mean classifier "
               f"recall **{best['by']['recall']}**"
               + ("" if best["by"]["recall_beats_affine"] else " (no generator beat the affine augmentation there)")
               + ".", "",
@@ -317,12 +335,20 @@ def markdown(report):
               f"{f['generated_per_class']} generated images per class against the test images of the class "
               "(count in the header); memorisation against its training images.", ""]
     header = [f"{c['name']} ({c['reference_count']})" for c in f["classes"]]
+    too_few = [set(c.get("too_few", ())) for c in f["classes"]]
     for key, (title, fmt, meaning) in fid.MEASURES.items():
         lines += [f"**{title}**: {meaning}", "", "| row | " + " | ".join(header) + " |",
                   "| --- |" + " --- |" * len(header)]
-        lines += [f"| {row['name']} | " + " | ".join("n/a" if v is None else format(v, fmt) for v in row[key]) + " |"
+        lines += [f"| {row['name']} | " + " | ".join(("n/a" if v is None else format(v, fmt))
+                                                    + ("\\*" if key in short else "")
+                                                    for v, short in zip(row[key], too_few)) + " |"
                   for row in f["rows"]]
         lines.append("")
+    if any(too_few):
+        need = f["minimum_images"]
+        lines += [f"\\*: from fewer test images of the class than the measure needs (FID {need['fid']}, the feature "
+                  f"dimensions + 1; precision, recall, density and coverage {need['precision']}, 10 times the "
+                  f"neighbours; KID {need['kid']}): unreliable (metrics.minimum_images).", ""]
     lines += ["![per-class FID](fid.png)", "", "## Does it help a classifier?", "", "```",
               classify.format_table(k), "```", "", "![per-class recall](recall.png)", "",
               "## The images, class by class (minority classes first)", ""]
@@ -338,8 +364,9 @@ def markdown(report):
 
 def parse_args(argv=None):
     from bagan_train import add_training_arguments, model_option_names
-    p = argparse.ArgumentParser(description="Train several models on one dataset, score them all per class "
-                                            "(fid.py, classify.py) and write a report.")
+    from console import ArgumentParser
+    p = ArgumentParser(description="Train several models on one dataset, score them all per class "
+                                   "(fid.py, classify.py) and write a report.")
     add_dataset_arguments(p, dict(dataset="digits", imbalanced="no", image_size="64; digits 32"))
     p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), metavar="NAME[:setting=value,...]",
                    help=f"the models (default: {' '.join(DEFAULT_MODELS)}); a setting of one entry, e.g. "

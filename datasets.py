@@ -37,7 +37,10 @@ any folder path
     dataset: linearly from its value range, or from a given ``window``;
     DICOM applies its rescale slope and intercept, its own window centre and
     width when it has them, inverts MONOCHROME1 and refuses multi-frame
-    files. ``Dataset.intensity`` (and config.json) records the rule.
+    files. ``Dataset.intensity`` (and config.json) records the rule,
+    ``Dataset.original_size`` the files' most common (width, height), and
+    ``Dataset.mixed`` a set that mixes grayscale with colour images, or 8-bit
+    with high-bit ones (the console says so too).
 
 ``imbalanced`` changes nothing for ``cells`` and for folders: they are used
 as they are (the cell set is already imbalanced).
@@ -125,7 +128,12 @@ class DatasetError(ValueError):
 @dataclass(frozen=True, eq=False)
 class Dataset:
     """Train/test images (uint8, NHWC) and int64 labels of one dataset. `intensity`: how its
-    high-bit images (16-bit, float, DICOM) became 8-bit, or None when it has none."""
+    high-bit images (16-bit, float, DICOM) became 8-bit, or None when it has none. `original_size`:
+    the image files' size before squaring and resizing (see :func:`_original_size`), or None where
+    the loader does not record it (only image folders and cells do). `mixed`: how many images of
+    each kind a set of files mixes, or None when it mixes none: "channels" {"grayscale": n,
+    "colour": m} (the grayscale images were made RGB), "depth" {"8-bit": n, "16-bit": m, ...} (the
+    8-bit images kept as they are, the others scaled by the `intensity` rule)."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -135,6 +143,8 @@ class Dataset:
     channels: int
     name: str
     intensity: dict | None = None
+    original_size: dict | None = None
+    mixed: dict | None = None
 
     @property
     def num_classes(self) -> int:
@@ -166,7 +176,7 @@ def to_uint8(images) -> np.ndarray:
 
 
 def make_tf_dataset(x, y, batch_size, shuffle=True, seed=None, drop_remainder=False,
-                    repeat=False, first_epoch=0, steps_per_epoch=None):
+                    repeat=False, first_epoch=0, steps_per_epoch=None, order=None):
     """Batches of (float32 images in [-1, 1], int32 labels) from uint8 arrays.
 
     The uint8 array stays in memory once, as the numpy array given: each batch is gathered from it
@@ -176,7 +186,8 @@ def make_tf_dataset(x, y, batch_size, shuffle=True, seed=None, drop_remainder=Fa
     One pass (``repeat=False``) has a known length and reshuffles on every iteration. An endless
     stream (``repeat=True``) orders epoch ``e`` by ``(seed, e)`` alone, so a run resumed at
     ``first_epoch`` sees the same batches as an uninterrupted one; its batches never straddle two
-    epochs, and ``steps_per_epoch`` keeps only the first batches of each epoch.
+    epochs, and ``steps_per_epoch`` keeps only the first batches of each epoch. ``order``: one pass
+    over these indices of ``x`` instead (e.g. evaluators.balanced_order's), batched as they are.
     """
     import tensorflow as tf
 
@@ -199,7 +210,9 @@ def make_tf_dataset(x, y, batch_size, shuffle=True, seed=None, drop_remainder=Fa
         batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
         return batches.take(steps_per_epoch) if steps_per_epoch else batches
 
-    if repeat:
+    if order is not None:
+        ds = tf.data.Dataset.from_tensor_slices(np.asarray(order, np.int64)).batch(batch_size, drop_remainder)
+    elif repeat:
         ds = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch_batches)
     else:
         ds = tf.data.Dataset.range(len(x))
@@ -551,14 +564,25 @@ def _dicom(path: Path):
     return values, windowed
 
 
-def _open_image(path: Path, image_size: int, resize="pad"):
+def _depth(mode):
+    """The bit depth of a Pillow mode, as the console and Dataset.mixed name it."""
+    return "16-bit" if mode.startswith("I;16") else {"I": "32-bit", "F": "float"}.get(mode, "8-bit")
+
+
+def _open_image(path: Path, image_size: int, resize="pad", sizes=None, depths=None):
     """One image file at ``image_size`` x ``image_size``: (uint8 RGB array, grayscale?) for 8-bit
-    images and windowed DICOM, or (float32 2-D array, True) for high-bit ones, still to be scaled."""
+    images and windowed DICOM, or (float32 2-D array, None) for high-bit ones, still to be scaled.
+    The file's own (width, height) is appended to the list `sizes`, and its depth ("8-bit",
+    "16-bit", "32-bit", "float", "DICOM", "windowed DICOM") to the list `depths`, when one is given."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         if path.suffix.lower() == ".dcm":
             values, windowed = _dicom(path)
+            if sizes is not None:
+                sizes.append((values.shape[1], values.shape[0]))
+            if depths is not None:
+                depths.append("windowed DICOM" if windowed else "DICOM")
             im = Image.fromarray(values.astype(np.float32), mode="F")
             if windowed:
                 return _resized(im, image_size, resize, to_rgb=False), True
@@ -567,6 +591,10 @@ def _open_image(path: Path, image_size: int, resize="pad"):
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 im.load()
+                if sizes is not None:
+                    sizes.append(im.size)
+                if depths is not None:
+                    depths.append(_depth(im.mode))
                 if im.mode in HIGH_BIT_MODES:
                     im = Image.fromarray(np.asarray(im, np.float32), mode="F")
                     return np.asarray(_square(im, resize).resize((image_size, image_size), Image.BILINEAR)), None
@@ -589,22 +617,32 @@ def _resized(im, image_size, resize, to_rgb=True):
     return pixels if pixels.ndim == 3 else np.repeat(pixels[..., None], 3, axis=-1)
 
 
-def _load_images(paths, image_size, resize="pad", window=None):
+def _load_images(paths, image_size, resize="pad", window=None, sizes=None, mixed=None):
     """Images of ``paths`` as uint8 (N, S, S, C), one channel if all are grayscale, and the rule
     that brought high-bit images to 8 bits (None without any): every high-bit image of the set is
     scaled linearly from one range, the `window` (low, high) when given, else the lowest and
     highest value over all of them (after resizing); DICOM files with a window centre and width use
-    their own."""
+    their own. The files' own (width, height) are appended to the list `sizes` when one is given;
+    a set that mixes grayscale with colour, or 8-bit with high-bit images, says so on stderr and
+    in the dict `mixed` when one is given (Dataset.mixed)."""
     x = np.empty((len(paths), image_size, image_size, 3), np.uint8)
-    all_gray, high_bit, dicom_windows = True, {}, 0
+    all_gray, high_bit, dicom_windows, colour, depths = True, {}, 0, 0, []
     for i, path in enumerate(paths):
-        pixels, gray = _open_image(path, image_size, resize)
+        pixels, gray = _open_image(path, image_size, resize, sizes, depths)
         if gray is None:
             high_bit[i] = pixels
         else:
             x[i] = pixels
             all_gray &= gray
+            colour += not gray
             dicom_windows += path.suffix.lower() == ".dcm"
+    if colour and colour < len(paths):
+        gray = len(paths) - colour
+        print(f"[datasets] {gray} grayscale image{'s were' if gray > 1 else ' was'} made RGB (the gray copied to "
+              f"red, green and blue) because {colour} image{'s are' if colour > 1 else ' is'} colour",
+              file=sys.stderr)
+        if mixed is not None:
+            mixed["channels"] = dict(grayscale=gray, colour=colour)
     intensity = dict(rule="dicom window", images=dicom_windows) if dicom_windows else None
     if high_bit:
         values = np.stack(list(high_bit.values()))
@@ -612,10 +650,30 @@ def _load_images(paths, image_size, resize="pad", window=None):
         scaled = np.clip((values - low) / max(high - low, 1e-12), 0, 1) * 255.0
         x[list(high_bit)] = np.rint(scaled).astype(np.uint8)[..., None]
         intensity = dict(rule="window" if window else "range", low=float(low), high=float(high), images=len(high_bit))
-        print(f"[datasets] {len(high_bit)} high-bit images scaled linearly from "
+        said = f"{len(high_bit)} high-bit images"
+        kept = {kind: depths.count(kind) for kind in ("8-bit", "windowed DICOM") if kind in depths}
+        if kept:  # 8-bit and high-bit images in one set
+            kinds = {kind: depths.count(kind) for kind in ("16-bit", "32-bit", "float", "DICOM") if kind in depths}
+            said = (" and ".join(f"{n} {kind}" for kind, n in kept.items()) + " images kept as they are, "
+                    + " and ".join(f"{n} {kind}" for kind, n in kinds.items()) + " images")
+            if mixed is not None:
+                mixed["depth"] = {**kept, **kinds}
+        print(f"[datasets] {said} scaled linearly from "
               f"{'the window' if window else 'the dataset range'} {low:g}..{high:g} to 0..255", file=sys.stderr)
     x = np.ascontiguousarray(x[..., :1]) if all_gray and len(paths) else x
     return x, intensity
+
+
+def _original_size(sizes):
+    """The record of the files' original (width, height) pairs: the most common size (the first
+    seen among equally common ones), how many images had it, of how many, and how many distinct
+    sizes there were; None without images."""
+    from collections import Counter
+    if not sizes:
+        return None
+    counts = Counter((int(w), int(h)) for w, h in sizes)
+    (width, height), n = counts.most_common(1)[0]
+    return dict(width=width, height=height, images=n, of=len(sizes), sizes=len(counts))
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -629,7 +687,7 @@ def _class_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _read_image_folder(folder: Path, image_size: int, resize="pad", window=None):
+def _read_image_folder(folder: Path, image_size: int, resize="pad", window=None, sizes=None, mixed=None):
     """Images, labels, class names and intensity rule of a folder with one subfolder per class."""
     classes = _class_dirs(folder)
     if len(classes) < 2:
@@ -643,7 +701,7 @@ def _read_image_folder(folder: Path, image_size: int, resize="pad", window=None)
             raise DatasetError(f"Class folder {sub} contains no PNG/JPEG/BMP/TIFF/DICOM images.")
         paths += files
         labels += [c] * len(files)
-    x, intensity = _load_images(paths, image_size, resize, window)
+    x, intensity = _load_images(paths, image_size, resize, window, sizes, mixed)
     return x, np.asarray(labels, np.int64), [p.name for p in classes], intensity
 
 
@@ -652,9 +710,10 @@ def load_image_folder(folder, image_size=64, seed=42, resize="pad", window=None)
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f"Dataset folder {folder} does not exist.")
-    x, y, names, intensity = _read_image_folder(folder, image_size, resize, window)
+    sizes, mixed = [], {}
+    x, y, names, intensity = _read_image_folder(folder, image_size, resize, window, sizes, mixed)
     parts = _split(x, y, 0.2, seed, names)
-    return Dataset(*parts, names, int(x.shape[-1]), folder.name, intensity)
+    return Dataset(*parts, names, int(x.shape[-1]), folder.name, intensity, _original_size(sizes), mixed or None)
 
 
 def _cells_folder(data_dir) -> Path:
@@ -688,10 +747,12 @@ def load_cells(data_dir=None, image_size=64, seed=42, resize="pad") -> Dataset:
     y = np.asarray(labels, np.int64)
     if len(np.unique(y)) < 2:
         raise DatasetError(f"{folder} holds only one class of cells; at least 2 are needed.")
-    x, _ = _load_images(paths, image_size, resize)
+    sizes = []
+    x, _ = _load_images(paths, image_size, resize, sizes=sizes)
     if x.shape[-1] == 1:
         x = np.repeat(x, 3, axis=-1)
-    return Dataset(*_split(x, y, 0.2, seed, CELL_CLASSES), list(CELL_CLASSES), 3, "cells")
+    return Dataset(*_split(x, y, 0.2, seed, CELL_CLASSES), list(CELL_CLASSES), 3, "cells",
+                   original_size=_original_size(sizes))
 
 
 # ---------------------------------------------------------------- balanced test sets
@@ -810,7 +871,8 @@ def check_dataset_arguments(args, image_sizes=None):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Show the per-class split of a dataset.")
+    from console import ArgumentParser
+    parser = ArgumentParser(description="Show the per-class split of a dataset.")
     add_dataset_arguments(parser, dict(dataset="digits", imbalanced="no",
                                        image_size="the size training uses: digits 32, others 64"))
     parser.add_argument("--seed", type=int, default=42, help="the split's seed")

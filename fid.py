@@ -1,6 +1,6 @@
 """Per-class FID, KID, precision, recall, density, coverage and memorisation of runs (the paper's Table 4).
 
-    python fid.py train_results/<run> [more runs] [--baselines] [--per-class 1000] [--json]
+    python fid.py train_results/<run> [more runs] [--no-baselines] [--per-class 1000] [--json]
     python fid.py train_results/<run> --features classifier      # domains far from ImageNet
     python fid.py train_results/<run> --weights random           # smoke runs: not comparable
 
@@ -57,6 +57,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from datasets import add_dataset_arguments, check_dataset_arguments, keras_home  # noqa: E402
+from metrics import (NEIGHBOURS, SingularCovarianceWarning, copy_ratios, density_coverage,  # noqa: E402,F401
+                     describe_check, feature_statistics, frechet_distance, kernel_inception_distance, knn_radii,
+                     memorisation, minimum_images, nearest_neighbours, precision_recall, psd_sqrt,
+                     trace_sqrt_product)
 from runs import GENERATORS, Run, UsageError, atomic_write, generated_batches, load_model  # noqa: E402
 
 INCEPTION_WEIGHTS_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -77,10 +81,6 @@ DEFAULT_BATCH_SIZE = 20
 """Images per extraction batch. InceptionV3 at 299x299 holds about 17 MB of activations per image;
 on the 2-core CPU 20 images per batch extract as fast as 50 and need 500 MB less
 (benchmarks/RESULTS.md)."""
-KID_SUBSETS = 10
-KID_SUBSET_SIZE = 1000
-NEIGHBOURS = 5
-"""k of the k-nearest-neighbour manifolds of precision, recall, density and coverage (both papers' k)."""
 NEIGHBOUR_PICTURE_CLASSES = 3
 NEIGHBOUR_PICTURE_IMAGES = 8
 NEIGHBOUR_PICTURE = "nearest_neighbours.png"
@@ -88,184 +88,6 @@ NEIGHBOUR_PICTURE = "nearest_neighbours.png"
 GENERATED = "generated"
 RECONSTRUCTED = "Rec. samples (Autoencoder)"
 REAL_TRAIN = "Real samples (Train)"
-
-
-class SingularCovarianceWarning(UserWarning):
-    """A covariance estimated from no more samples than feature dimensions (it is singular)."""
-
-
-# ---------------------------------------------------------------------------------------------
-# The distances (numpy in, float out)
-
-
-def _as_statistics(mu, sigma):
-    mu = np.asarray(mu, np.float64).reshape(-1)
-    sigma = np.asarray(sigma, np.float64)
-    if sigma.shape != (mu.size, mu.size):
-        raise ValueError(f"covariance of shape {sigma.shape} does not match a mean of size {mu.size}")
-    return mu, (sigma + sigma.T) / 2
-
-
-def psd_sqrt(sigma):
-    """Symmetric square root of a covariance, negative round-off eigenvalues clipped to 0."""
-    w, v = np.linalg.eigh(sigma)
-    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
-
-
-def trace_sqrt_product(sigma1_sqrt, sigma2):
-    """tr sqrt(S1 S2) = sum sqrt(eig(sqrt(S1) S2 sqrt(S1))), given sqrt(S1)."""
-    m = sigma1_sqrt @ sigma2 @ sigma1_sqrt
-    eig = np.linalg.eigvalsh((m + m.T) / 2)
-    return float(np.sqrt(np.clip(eig, 0.0, None)).sum())
-
-
-def frechet_distance(mu1, sigma1, mu2, sigma2):
-    """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2), in float64.
-
-    Singular covariances are fine (the square roots are of positive semi-definite matrices);
-    the result is clipped at 0 against round-off.
-    """
-    mu1, sigma1 = _as_statistics(mu1, sigma1)
-    mu2, sigma2 = _as_statistics(mu2, sigma2)
-    if mu1.shape != mu2.shape:
-        raise ValueError(f"means of different sizes: {mu1.size} and {mu2.size}")
-    diff = mu1 - mu2
-    value = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_sqrt_product(psd_sqrt(sigma1), sigma2)
-    return max(float(value), 0.0)
-
-
-def feature_statistics(features):
-    """Mean and covariance (float64, unbiased) of features (N, d); warns when N <= d."""
-    f = np.asarray(features, np.float64)
-    if f.ndim != 2 or len(f) == 0:
-        raise ValueError(f"features must be a non-empty (N, d) array, got shape {f.shape}")
-    n, d = f.shape
-    if n <= d:
-        warnings.warn(f"{n} samples of {d}-d features: the covariance has rank at most {n - 1} < {d} "
-                      "and is singular; the FID stays finite but is biased upward",
-                      SingularCovarianceWarning, stacklevel=2)
-    sigma = np.cov(f, rowvar=False) if n > 1 else np.zeros((d, d))
-    return f.mean(axis=0), np.atleast_2d(sigma)
-
-
-def _polynomial_mmd2(x, y):
-    """Unbiased MMD^2 of samples x (m, d) and y (n, d) with k(a, b) = (a.b / d + 1)^3."""
-    d = x.shape[1]
-    m, n = len(x), len(y)
-    kxx = (x @ x.T / d + 1.0) ** 3
-    kyy = (y @ y.T / d + 1.0) ** 3
-    kxy = (x @ y.T / d + 1.0) ** 3
-    return float((kxx.sum() - np.trace(kxx)) / (m * (m - 1))
-                 + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
-                 - 2.0 * kxy.mean())
-
-
-def kernel_inception_distance(features1, features2, subsets=KID_SUBSETS, subset_size=KID_SUBSET_SIZE, seed=0):
-    """KID: unbiased polynomial-kernel MMD^2 of two feature sets (Binkowski et al. 2018).
-
-    When both sets have at most ``subset_size`` samples the estimate uses all of them; otherwise it
-    is the mean over ``subsets`` random subsets of up to ``subset_size`` samples from each set.
-    """
-    x = np.asarray(features1, np.float64)
-    y = np.asarray(features2, np.float64)
-    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
-        raise ValueError(f"features of shapes {x.shape} and {y.shape} are not two (N, d) sets of equal d")
-    if len(x) < 2 or len(y) < 2:
-        raise ValueError("KID needs at least 2 samples in each set")
-    m, n = min(len(x), subset_size), min(len(y), subset_size)
-    if m == len(x) and n == len(y):
-        return _polynomial_mmd2(x, y)
-    rng = np.random.default_rng(seed)
-    return float(np.mean([
-        _polynomial_mmd2(x[rng.choice(len(x), m, replace=False)], y[rng.choice(len(y), n, replace=False)])
-        for _ in range(subsets)
-    ]))
-
-
-def _distance_chunks(a, b, chunk=1024):
-    """(start, Euclidean distances of the rows a[start:start + chunk] to every row of b), in float64."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    b_squared = (b * b).sum(axis=1)
-    for start in range(0, len(a), chunk):
-        x = a[start:start + chunk]
-        squared = (x * x).sum(axis=1)[:, None] + b_squared[None, :] - 2.0 * x @ b.T
-        yield start, np.sqrt(np.maximum(squared, 0.0))
-
-
-def nearest_neighbours(a, b, leave_one_out=False):
-    """(distance, index) of every row of a's nearest row of b; with leave_one_out (a is b), of its
-    nearest other row."""
-    distances, indices = np.empty(len(a)), np.empty(len(a), np.int64)
-    for start, d in _distance_chunks(a, b):
-        if leave_one_out:
-            d[np.arange(len(d)), start + np.arange(len(d))] = np.inf
-        indices[start:start + len(d)] = d.argmin(axis=1)
-        distances[start:start + len(d)] = d[np.arange(len(d)), indices[start:start + len(d)]]
-    return distances, indices
-
-
-def knn_radii(x, k):
-    """Distance of every row of x to its k-th nearest other row (k at most len(x) - 1)."""
-    k = min(k, len(x) - 1)
-    out = np.empty(len(x))
-    for start, d in _distance_chunks(x, x):
-        d[np.arange(len(d)), start + np.arange(len(d))] = np.inf
-        out[start:start + len(d)] = np.partition(d, k - 1, axis=1)[:, k - 1]
-    return out
-
-
-def _inside(points, centres, radii):
-    """For every point, how many of the balls (centres, radii) hold it."""
-    counts = np.zeros(len(points), np.int64)
-    for start, d in _distance_chunks(points, centres):
-        counts[start:start + len(d)] = (d <= radii[None, :]).sum(axis=1)
-    return counts
-
-
-def precision_recall(real, fake, k=NEIGHBOURS):
-    """Improved precision and recall (Kynkaanniemi et al. 2019): the share of fake samples inside
-    the real manifold (the union of balls around every real sample reaching its k-th nearest real
-    neighbour), and the share of real samples inside the fake manifold. NaN for sets under 2."""
-    if min(len(real), len(fake)) < 2:
-        return math.nan, math.nan
-    precision = np.mean(_inside(fake, real, knn_radii(real, k)) > 0)
-    recall = np.mean(_inside(real, fake, knn_radii(fake, k)) > 0)
-    return float(precision), float(recall)
-
-
-def density_coverage(real, fake, k=NEIGHBOURS):
-    """Density and coverage (Naeem et al. 2020), on the real samples' k-nearest-neighbour balls:
-    density = how many real balls hold a fake sample, on average, over k (1 when the fakes are
-    distributed like the reals); coverage = the share of real balls that hold a fake sample."""
-    if min(len(real), len(fake)) < 2:
-        return math.nan, math.nan
-    k = min(k, len(real) - 1)
-    radii = knn_radii(real, k)
-    density = _inside(fake, real, radii).sum() / (k * len(fake))
-    coverage = np.mean(nearest_neighbours(real, fake)[0] <= radii)
-    return float(density), float(coverage)
-
-
-def copy_ratios(train, fake):
-    """For every fake sample, its distance to its nearest training sample over a typical training
-    sample's distance to its nearest other one (the median, leave one out), and that training
-    sample's index. NaN ratios under 2 training samples."""
-    if len(train) < 2:
-        return np.full(len(fake), np.nan), np.zeros(len(fake), np.int64)
-    typical = max(float(np.median(nearest_neighbours(train, train, leave_one_out=True)[0])), 1e-12)
-    distances, indices = nearest_neighbours(fake, train)
-    return distances / typical, indices
-
-
-def memorisation(train, fake):
-    """(memorised, median ratio) of copy_ratios: the share of fake samples nearer to a training
-    sample than a typical training sample is to its nearest neighbour (ratio below 1), and the
-    median ratio. Copies of training images give 1 and 0; new images drawn like the training images
-    give about 0.5 and 1. NaN under 2 training samples."""
-    ratio, _ = copy_ratios(train, fake)
-    if len(fake) == 0 or np.isnan(ratio).any():
-        return math.nan, math.nan
-    return float(np.mean(ratio < 1.0)), float(np.median(ratio))
 
 
 @dataclass
@@ -478,62 +300,35 @@ def inception_extractor(weights_path=None, seed=0) -> FeatureExtractor:
 # Classifier features
 
 
-def build_feature_classifier(image_shape, num_classes):
-    """Paper 003's CNN of classify.py; its penultimate layer, named 'features', is the feature space."""
-    from classify import build_cnn
-    return build_cnn(image_shape, num_classes)
-
-
-def train_feature_classifier(data, seed=0, epochs=CLASSIFIER_EPOCHS, batch_size=64):
-    """Train the feature CNN on the real training split (class-balanced loss); returns (model, test accuracy)."""
-    import keras
-    from datasets import make_tf_dataset
-    keras.utils.set_random_seed(seed)
-    model = build_feature_classifier(data.x_train.shape[1:], data.num_classes)
-    counts = np.bincount(data.y_train, minlength=data.num_classes)
-    class_weight = {c: len(data.y_train) / (data.num_classes * n) for c, n in enumerate(counts) if n}
-    model.fit(make_tf_dataset(data.x_train, data.y_train, batch_size, seed=seed), epochs=epochs,
-              class_weight=class_weight, shuffle=False, verbose=0)
-    _, accuracy = model.evaluate(make_tf_dataset(data.x_test, data.y_test, batch_size, shuffle=False), verbose=0)
-    return model, float(accuracy)
-
-
-def class_scores(generator, classifier, real_features, per_class, seed=0, batch_size=64):
-    """Per class c: the KID of `per_class` images G(z, c) (noise of runs.generated_batches) against
-    `real_features[c]`, and the share of them `classifier` assigns to c, both in the classifier's
-    'features' layer. The quick in-domain check of training (callbacks.BestGenerator); batches of
-    64, as the classifier's training: larger ones raise a training run's peak memory (issue 20)."""
-    import keras
-    model = keras.Model(classifier.inputs, [classifier.get_layer("features").output, classifier.outputs[0]])
-    kid, recognised = [], []
-    for c, real in enumerate(real_features):
-        # Each batch straight through the classifier: no predict function traced for a model made per call.
-        scored = [model(images, training=False) for images in generated_batches(generator, c, per_class, batch_size,
-                                                                                  seed)]
-        features, logits = (np.concatenate([np.asarray(s[i], np.float32) for s in scored]) for i in (0, 1))
-        kid.append(kernel_inception_distance(real, features) if len(real) > 1 else math.nan)
-        recognised.append(float(np.mean(np.argmax(logits, axis=1) == c)))
-    return kid, recognised
-
-
-def classifier_model_path(run_dir, data, dataset_key, seed=0):
-    """`fid_classifier.keras` in run_dir, trained now unless one for the same dataset is there."""
+def classifier_model_path(run_dir, data, dataset_key, seed=0, refuse=True):
+    """`fid_classifier.keras` in run_dir: the judge of evaluators.train_judge, trained now unless one
+    for the same dataset (and checked, as every judge now is) is there. UsageError, in one line,
+    when it cannot tell the classes apart on the held-out images: its features would mean nothing."""
+    from evaluators import train_judge
+    from metrics import describe_check
     path, meta_path = Path(run_dir) / CLASSIFIER_FILE, Path(run_dir) / CLASSIFIER_META
+    meta = None
     if path.is_file() and meta_path.is_file():
         try:
-            if json.loads(meta_path.read_text())["dataset"] == dataset_key:
-                return path
+            meta = json.loads(meta_path.read_text())
+            if meta["dataset"] != dataset_key or "check" not in meta:
+                meta = None
         except (OSError, ValueError, KeyError):
-            pass
-    print(f"[fid] training the feature classifier on {len(data.x_train)} real training images "
-          f"-> {path}", file=sys.stderr, flush=True)
-    start = time.perf_counter()
-    model, accuracy = train_feature_classifier(data, seed, CLASSIFIER_EPOCHS)
-    atomic_write(path, model.save)
-    meta = dict(dataset=dataset_key, test_accuracy=accuracy, epochs=CLASSIFIER_EPOCHS)
-    atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2)))
-    print(f"[fid] feature classifier: test accuracy {accuracy:.1%}, {time.perf_counter() - start:.1f} s",
-          file=sys.stderr, flush=True)
+            meta = None
+    if meta is None:
+        print(f"[fid] training the feature classifier on {len(data.x_train)} real training images "
+              f"-> {path}", file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        model, check = train_judge(data, seed, CLASSIFIER_EPOCHS)
+        atomic_write(path, model.save)
+        meta = dict(dataset=dataset_key, epochs=CLASSIFIER_EPOCHS, check=check)
+        atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2)))
+        print(f"[fid] feature classifier trained in {time.perf_counter() - start:.1f} s; "
+              f"{describe_check(check)}", file=sys.stderr, flush=True)
+    if refuse and not meta["check"]["trusted"]:
+        raise UsageError(f"the classifier feature space of {path} cannot tell the classes apart: "
+                         f"{meta['check']['reason']}; its FID, KID and manifold measures would mean nothing "
+                         "(use --features inception, or more images per class)")
     return path
 
 
@@ -559,7 +354,9 @@ def classifier_extractor(model_path) -> FeatureExtractor:
     accuracy = ""
     if meta_path.is_file():
         with open(meta_path) as f:
-            accuracy = f", test accuracy {json.load(f)['test_accuracy']:.1%}"
+            check = json.load(f).get("check")
+        if check:
+            accuracy = f", held-out mean per-class recall {check['acsa']:.1%} (chance {check['chance']:.1%})"
     return FeatureExtractor(tf.function(features, reduce_retracing=True), f"classifier/sha256-{sha256}",
                             f"classifier penultimate layer ({dims}-d) of {model_path}{accuracy}", dims)
 
@@ -754,10 +551,15 @@ def _runs_and_dataset(args):
         raise UsageError("the runs use different datasets, protocols, image sizes or split seeds "
                          f"({', '.join(sorted({json.dumps(k, sort_keys=True) for k in keys}))}); "
                          "score them separately or override with --dataset/--image-size/--imbalanced/--split-seed")
-    if args.baselines and any(r.config["image_size"] != keys[0]["image_size"] for r in runs):
+    own_size = all(r.config["image_size"] == keys[0]["image_size"] for r in runs)
+    if args.baselines and not own_size:
         raise UsageError("--baselines needs the real images at the run's own image size (the autoencoder's input)")
     if args.baselines and all(r.autoencoder is None for r in runs):
         raise UsageError("--baselines needs a bagan_gp or bagan run: the other models have no autoencoder")
+    if args.baselines is None:  # the default: every reference row that can be made
+        args.reconstructions = own_size
+    else:
+        args.reconstructions = args.baselines
     return runs, keys[0]
 
 
@@ -772,8 +574,12 @@ def score(args) -> dict:
         if list(run.config["class_names"]) != list(data.class_names):
             raise UsageError(f"{run.path} was trained on classes {run.config['class_names']}, "
                              f"but the dataset has {data.class_names}")
+    judge = None
     if args.features == "classifier":
-        extractor = classifier_extractor(classifier_model_path(runs[0].path, data, key, key["seed"]))
+        model_path = classifier_model_path(runs[0].path, data, key, key["seed"],
+                                           refuse=not getattr(args, "keep_untrusted", False))
+        judge = json.loads(Path(model_path).with_name(CLASSIFIER_META).read_text())["check"]
+        extractor = classifier_extractor(model_path)
     else:
         extractor = inception_extractor(weights, seed=args.seed)
     scoring = Scoring(data, key, extractor, Path(args.cache_dir or default_cache_dir()),
@@ -796,8 +602,8 @@ def score(args) -> dict:
         path.parent.mkdir(parents=True, exist_ok=True)
         neighbour_picture(path, run.name, data, scoring, train, generated, kept)
         pictures[run.name] = str(path)
-    if args.baselines:
-        with_autoencoder = [run for run in runs if run.autoencoder is not None]
+    if args.baselines is not False:
+        with_autoencoder = [run for run in runs if run.autoencoder is not None and args.reconstructions]
         for run in with_autoencoder:
             autoencoder = run.load_autoencoder()
             train_images = [_first_per_class(data.x_train, data.y_train, c, args.real_per_class) for c in classes]
@@ -813,9 +619,14 @@ def score(args) -> dict:
         image_size=key["image_size"], split_seed=key["seed"],
         features=args.features, feature_space=extractor.description, feature_dims=extractor.dims,
         comparable=extractor.comparable,
-        note=None if extractor.comparable else "not comparable: random feature weights, for tests and smoke runs only",
+        note=("not comparable: random feature weights, for tests and smoke runs only" if not extractor.comparable
+              else f"UNRELIABLE, every number: the feature classifier cannot tell the classes apart ({judge['reason']})"
+              if judge and not judge["trusted"] else None),
         generated_per_class=args.per_class, noise_seed=args.seed, reference="test",
-        classes=[dict(name=n, reference_count=len(r.features)) for n, r in zip(names, reference)],
+        classes=[dict(name=n, reference_count=len(r.features),
+                      too_few=[m for m in MEASURES if len(r.features) < minimum_images(m, extractor.dims)])
+                 for n, r in zip(names, reference)],
+        minimum_images={m: minimum_images(m, extractor.dims) for m in MEASURES}, judge=judge,
         train_counts=[len(t.features) for t in train], neighbours=NEIGHBOURS,
         rows=rows, pictures=pictures, cached_real_sets=scoring.cache_hits, cache_dir=str(scoring.cache_dir),
     )
@@ -864,14 +675,25 @@ def format_table(result) -> str:
     ]
     if result["note"]:
         lines.append(f"NOTE: {result['note']}")
+    if result.get("judge"):
+        lines.append(f"Feature classifier's check: {describe_check(result['judge'])}")
+    too_few = [set(c.get("too_few", ())) for c in result["classes"]]
     for key, (metric, fmt, _) in MEASURES.items():
-        table = [[metric, *header]] + [[n, *(_cell(v, fmt) for v in row[key])]
+        table = [[metric, *header]] + [[n, *(_cell(v, fmt) + ("*" if key in short else "")
+                                             for v, short in zip(row[key], too_few))]
                                        for n, row in zip(names, result["rows"])]
         widths = [max(len(r[i]) for r in table) for i in range(len(header) + 1)]
         lines.append("")
         for r in table:
             lines.append("  ".join([r[0].ljust(widths[0])] + [v.rjust(w) for v, w in zip(r[1:], widths[1:])]))
     lines.append("")
+    if any(too_few):
+        need = result["minimum_images"]
+        lines.append(f"*: computed from fewer test images of the class than the measure needs, unreliable: FID needs "
+                     f"{need['fid']} (the feature dimensions + 1, for a covariance of full rank), precision, recall, "
+                     f"density and coverage {need['precision']} (10 k, so that a {NEIGHBOURS}-NN ball spans at most a "
+                     f"tenth of the images), KID {need['kid']} (metrics.KID_MIN_IMAGES); memorisation is measured "
+                     "against the training images")
     lines += [f"{title}: {meaning}" for title, _, meaning in MEASURES.values()]
     lines.append("The training images of each class, for Memorised and NN ratio: "
                  + ", ".join(f"{c['name']}: {n}" for c, n in zip(result["classes"], result["train_counts"])))
@@ -887,7 +709,8 @@ def format_table(result) -> str:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
+    from console import ArgumentParser
+    p = ArgumentParser(
         description="Per-class FID and KID of BAGAN-GP runs against the real test images (paper Table 4).")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders written by bagan_train.py")
     add_dataset_arguments(p, "the run's")
@@ -899,8 +722,10 @@ def parse_args(argv=None):
                    help=f"generated images per class (default {DEFAULT_PER_CLASS})")
     p.add_argument("--real-per-class", type=int, default=None,
                    help="use only the first N real images of each class (default: all; for smoke runs)")
-    p.add_argument("--baselines", action="store_true",
-                   help=f"add the rows '{RECONSTRUCTED}' and '{REAL_TRAIN}'")
+    p.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"the reference rows '{RECONSTRUCTED}' (runs with an autoencoder) and '{REAL_TRAIN}', "
+                        "the scale every number is read on (default: on, each where it can be made; --baselines "
+                        "refuses runs that cannot give both)")
     p.add_argument("--features", choices=["inception", "classifier"], default="inception",
                    help="InceptionV3 (ImageNet) features, or a CNN trained on the dataset")
     p.add_argument("--weights", metavar="PATH|random",

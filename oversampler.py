@@ -215,8 +215,10 @@ class BAGANGPOversampler(BaseOverSampler):
     two classes). `random_state` (int) seeds training and the generator's noise: the same fitted
     sampler and random_state give identical images. Training settings (`model`, `epochs`,
     `image_size`, `variant`, ...) are bagan_train.TrainConfig's (`model="wgan_gp"` trains a
-    baseline); None keeps its default for a folder dataset (the paper's 64x64, batch 128, 100
-    epochs, an in-training evaluation every 10). `generator`: the run's "best" generator (kept by
+    baseline); None keeps its default for a folder dataset (the paper's 64x64; batch, epochs,
+    autoencoder epochs and the evaluation's interval scaled to the number of images,
+    bagan_train.TrainConfig.fit_budget). The in-training evaluation's judge is checked on a fifth of
+    the images of each class, held out from the judge only. `generator`: the run's "best" generator (kept by
     that evaluation) or its "last"; None: the best when the run kept one. `run_dir` keeps the run
     folder (losses, sample grids); by default a temporary one is removed after fitting.
     `fit_resample` trains, as in imbalanced-learn; `resample` rebalances with the already fitted
@@ -293,6 +295,7 @@ class BAGANGPOversampler(BaseOverSampler):
             raise ValueError(f"y has only one class ({classes[0]!r}); at least 2 are needed")
         check_sampling_strategy(self.sampling_strategy, y, self._sampling_type)
         config = self._run_config()
+        config.fit_budget(len(X))
         if self.generator not in (None, "best", "last"):
             raise ValueError(f"generator must be None, 'best' or 'last', got {self.generator!r}")
         if self.generator == "best" and not 0 < config.eval_every <= config.epochs:

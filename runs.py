@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 import zipfile
 from pathlib import Path
 from typing import NamedTuple
@@ -149,6 +150,7 @@ class Run:
         self.path = Path(path)
         self.config = config
         self.writable = writable
+        self._said_no_best = False  # generator_choice says once that the last generator is used
 
     @classmethod
     def create(cls, path, config, writable=True):
@@ -282,21 +284,45 @@ class Run:
         path = self.file(BEST_FILE)
         return json.loads(path.read_text()) if path.is_file() and self.file(BEST_GENERATOR_FILE).is_file() else None
 
+    def no_best_reason(self):
+        """Why the run kept no best generator, as far as its folder tells: evaluation off, fewer
+        epochs than --eval-every, or the judge refused (eval_classifier.json: "trusted": false and
+        its "reason", at its top level or in its "check")."""
+        every, epochs = self.config.get("eval_every") or 0, self.config.get("epochs")
+        if not every:
+            return "in-training evaluation was off (--eval-every 0)"
+        if epochs is not None and every > epochs:
+            return f"it trained {epochs} epochs, fewer than --eval-every {every}, so no epoch was evaluated"
+        try:
+            meta = json.loads(self.file(EVAL_CLASSIFIER_FILE.replace(".keras", ".json")).read_text())
+        except (OSError, ValueError):
+            meta = {}
+        for verdict in (meta, meta.get("check") if isinstance(meta, dict) else None):
+            if isinstance(verdict, dict) and verdict.get("trusted") is False:
+                reason = verdict.get("reason")
+                return "the evaluator was not trusted" + (f": {reason}" if reason else "")
+        return (f"no epoch evaluated every {every} epochs had its images recognised as their class above "
+                "chance in every class")
+
     def generator_choice(self, which=None):
         """(path, description) of the generator to use: "best" (generator_best.keras), "last"
-        (generator.keras) or None, the best when the run kept one, else the last."""
+        (generator.keras) or None, the best when the run kept one, else the last; then a run
+        without a best generator says so on stderr, once per Run, with no_best_reason."""
         best = self.best()
-        which = which or ("best" if best else "last")
+        asked, which = which, which or ("best" if best else "last")
         if which not in GENERATORS:
             raise UsageError(f"generator must be best or last, got {which!r}")
         if which == "best":
             if best is None:
-                raise UsageError(f"{self.path} has no {BEST_GENERATOR_FILE}: it was trained without "
-                                 "in-training evaluation (--eval-every) or for fewer epochs; use last")
+                raise UsageError(f"{self.path} has no {BEST_GENERATOR_FILE}: {self.no_best_reason()}; use last")
             return self.file(BEST_GENERATOR_FILE), (f"best (epoch {best['epoch']} of {self.config.get('epochs')}, "
                                                     f"worst-class KID {best['kid_worst']:.4f})")
         if not self.file(GENERATOR_FILE).is_file():
             raise UsageError(f"{self.path} has no {GENERATOR_FILE}: is it a finished run folder?")
+        if asked is None and not self._said_no_best:
+            self._said_no_best = True
+            print(f"{self.path}: no best generator ({BEST_GENERATOR_FILE}): {self.no_best_reason()}; the last "
+                  f"generator ({GENERATOR_FILE}) is used", file=sys.stderr, flush=True)
         return self.file(GENERATOR_FILE), f"last (epoch {self.config.get('epochs')})"
 
     def load_generator(self, which=None):

@@ -8,7 +8,6 @@ The four models have the same networks (built from one seed) and train on the sa
 one process; their steps are timed alternately (median of --steps after one warm-up step each), so a
 change of the machine's load hits all four. Prints seconds per step and each one's cost over none.
 """
-import argparse
 import itertools
 import json
 import os
@@ -40,7 +39,8 @@ def build_model(image_size, networks, **aids):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from console import ArgumentParser
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     add_step_arguments(p)
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)

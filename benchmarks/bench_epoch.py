@@ -15,7 +15,6 @@ to split it by stage (loading the data, importing TensorFlow and building the ne
 the extras). `--steps` caps the generator steps of the epoch (the time is then also given per
 step); memory does not depend on it.
 """
-import argparse
 import contextlib
 import json
 import os
@@ -76,7 +75,8 @@ def timed(fn):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from console import ArgumentParser
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="fashion_mnist")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--balanced", action="store_true", help="the balanced protocol (42,000 images)")

@@ -7,7 +7,6 @@ Without --run a tiny digits run is trained first (about 20 s, not timed). The fi
 extracts the real test features into an empty cache; the second finds them there and only
 generates and extracts the images of the run.
 """
-import argparse
 import contextlib
 import json
 import os
@@ -54,7 +53,8 @@ def timed_table(argv):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from console import ArgumentParser
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", help="a digits run folder (default: train a tiny one)")
     p.add_argument("--image-size", type=int, default=32, help="image size of the tiny run")
     p.add_argument("--weights", default="random", help="InceptionV3 weights file, or 'random'")

@@ -204,7 +204,8 @@ def median(results, key):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from console import ArgumentParser
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--per-class", type=int, default=1000, help="generated images")
     p.add_argument("--real-per-class", type=int, default=1000, help="real test images of the class")
     p.add_argument("--label", type=int, default=0, help="the class")

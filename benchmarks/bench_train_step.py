@@ -17,7 +17,6 @@ steps after one warm-up step), and the ratio project / reference. The first step
 included, is timed too (the reference's first, so the process's one-off start-up costs are its). Achieved FLOP/s uses a per-layer count of the
 networks' multiply-adds and is compared with a float32 and a bfloat16 matrix product timed here.
 """
-import argparse
 import itertools
 import json
 import os
@@ -154,7 +153,8 @@ def add_step_arguments(p):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from console import ArgumentParser
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     add_step_arguments(p)
     p.add_argument("--jit-compile", action="store_true", help="XLA for the project's step")
     p.add_argument("--json", action="store_true")

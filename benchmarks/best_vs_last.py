@@ -9,7 +9,6 @@ recognised, the FID to the unseen real images of the class, the diversity and th
 (history.csv's kid/<class>). A run with --ema-decay also has its raw (not averaged) last generator,
 generator_raw.keras, judged as "raw".
 """
-import argparse
 import json
 import os
 import sys
@@ -21,7 +20,8 @@ import numpy as np  # noqa: E402
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from console import ArgumentParser
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run_dir")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)

@@ -6,7 +6,6 @@ From the run folder alone: the evaluation classifier's training time (eval_class
 time of every evaluation (history.csv's eval_seconds) and of every epoch of both phases
 (history.csv's seconds, which include the evaluations). The target: at most 5% of a default run.
 """
-import argparse
 import json
 import os
 import sys
@@ -17,7 +16,8 @@ from runs import EVAL_CLASSIFIER_FILE, Run, UsageError  # noqa: E402
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from console import ArgumentParser
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run_dir")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)

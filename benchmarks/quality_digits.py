@@ -2,12 +2,11 @@
 
     python benchmarks/quality_digits.py train_results/<digits run> [--per-class 200] [--json]
 
-Trains fid.py's small CNN classifier on the real (balanced) digits training split at the run's image size, reports
+Trains the project's judge (evaluators.train_judge) on the real (balanced) digits training split at the run's image size, reports
 its accuracy on the real test split, then the share of the run's generated images of each class
 that it assigns to that class. The goal for the default `make train` run is at least 90% for
 every class, minority classes included.
 """
-import argparse
 import json
 import os
 import sys
@@ -19,10 +18,11 @@ import numpy as np  # noqa: E402
 
 
 def train_judge(image_size, seed=0):
-    """The judge: fid.py's feature classifier trained on the real balanced digits; (model, test accuracy)."""
+    """The judge: evaluators.train_judge on the real balanced digits; (model, test accuracy)."""
     from datasets import load_dataset
-    from fid import train_feature_classifier
-    return train_feature_classifier(load_dataset("digits", image_size=image_size), seed=seed, epochs=15)
+    from evaluators import train_judge
+    model, check = train_judge(load_dataset("digits", image_size=image_size), seed=seed, epochs=15)
+    return model, check["accuracy"]
 
 
 def generated_recognition(judge, generator, num_classes, latent_dim, per_class, seed=0):
@@ -38,7 +38,8 @@ def generated_recognition(judge, generator, num_classes, latent_dim, per_class, 
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from console import ArgumentParser
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run_dir", help="a finished digits run folder")
     p.add_argument("--per-class", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)

@@ -23,7 +23,6 @@ on the dataset's balanced training split (cached in --judge). Per class, with 20
 Writes DIR/start_quality.json (one entry per judged epoch, with its wall time) and DIR/step_000.png
 (the sample grid at step 0, beside the run's samples/epoch_NNN.png), and prints a table.
 """
-import argparse
 import hashlib
 import json
 import os
@@ -41,11 +40,12 @@ PER_CLASS = 200
 def load_judge(path, data, seed=0):
     """The judge CNN trained on the balanced real training split, cached at `path`; (model, test accuracy)."""
     import keras
-    from fid import train_feature_classifier
+    from evaluators import train_judge
     meta = path + ".json"
     if os.path.isfile(path) and os.path.isfile(meta):
         return keras.models.load_model(path), json.load(open(meta))["test_accuracy"]
-    model, accuracy = train_feature_classifier(data, seed=seed, epochs=15)
+    model, check = train_judge(data, seed=seed, epochs=15)
+    accuracy = check["accuracy"]
     model.save(path)
     json.dump(dict(test_accuracy=accuracy, dataset=data.name), open(meta, "w"))
     return model, accuracy
@@ -101,7 +101,8 @@ class Judge:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from console import ArgumentParser
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="the run folder to write")
     p.add_argument("--dataset", default="digits")
     p.add_argument("--data-dir")

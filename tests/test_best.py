@@ -28,11 +28,14 @@ def gan_rows(run):
 
 
 @pytest.fixture(scope="module")
-def evaluated(tmp_path_factory, train_run, smoke_run):
-    """The smoke run (2 epochs of 2 steps, digits evaluate every 5 epochs: never) and the same run with
-    the evaluation every epoch."""
-    assert json.loads((smoke_run / "config.json").read_text())["eval_every"] > 2
-    return train_run(tmp_path_factory.mktemp("best") / "evaluated", 2, 2, "--eval-every", "1"), smoke_run
+def evaluated(tmp_path_factory, train_run):
+    """A run evaluated every epoch (2 epochs of 2 steps) and the same run without evaluation (digits
+    evaluate every 5 epochs: never). Its generator starts from the autoencoder (--latent class), so
+    that its images are recognised as their class above chance and a best generator can be kept."""
+    flags = ("--latent", "class", "--ae-epochs", "3")
+    plain = train_run(tmp_path_factory.mktemp("best") / "plain", 2, 2, *flags)
+    assert json.loads((plain / "config.json").read_text())["eval_every"] > 2
+    return train_run(tmp_path_factory.mktemp("best") / "evaluated", 2, 2, *flags, "--eval-every", "1"), plain
 
 
 def test_every_evaluation_is_logged_per_class(evaluated):
@@ -108,6 +111,49 @@ def test_commands_use_the_best_generator_and_say_so(evaluated, tmp_path, capsys)
         result = fid.score(args)
     assert result["rows"][0]["generator"].startswith("best (epoch")
     assert "Generator of evaluated: best (epoch" in fid.format_table(result)
+
+
+def tiny_generator_run(folder, **config):
+    """A run folder of 2 classes holding a real (untrained) 8x8 generator.keras, and `config`."""
+    z, label = keras.Input((4,)), keras.Input((), dtype="int32")
+    mixed = keras.layers.Concatenate()([z, keras.layers.Embedding(2, 4)(label)])
+    image = keras.layers.Reshape((8, 8, 1))(keras.layers.Dense(64, activation="tanh")(mixed))
+    folder.mkdir()
+    keras.Model([z, label], image).save(folder / "generator.keras")
+    (folder / "config.json").write_text(json.dumps(dict(dataset="digits", image_size=8, class_names=["a", "b"],
+                                                        epochs=3, **config)))
+    return folder
+
+
+def test_a_run_without_a_best_generator_says_why_the_last_is_used(tmp_path, capsys):
+    """No generator_best.keras and no --generator: one line on stderr names the run, says why (evaluation
+    off, too few epochs, the evaluator refused with its reason) and that the last generator is used."""
+    refused = "it gives a for every held-out image"
+    cases = dict(off=(dict(eval_every=0), None, "in-training evaluation was off"),
+                 few=(dict(eval_every=5), None, "fewer than --eval-every 5"),
+                 refused=(dict(eval_every=1), dict(check=dict(trusted=False, reason=refused)),
+                          f"the evaluator was not trusted: {refused}"),
+                 refused_top=(dict(eval_every=1), dict(trusted=False, reason="too few images"),
+                              "the evaluator was not trusted: too few images"),
+                 unknown=(dict(eval_every=1), None, "above chance in every class"))
+    for name, (config, judge, why) in cases.items():
+        folder = tiny_generator_run(tmp_path / name, **config)
+        if judge:
+            (folder / EVAL_CLASSIFIER_FILE.replace(".keras", ".json")).write_text(json.dumps(judge))
+        run = Run.open(folder)
+        assert run.generator_choice()[1] == "last (epoch 3)"
+        run.generator_choice()  # once per run
+        err = capsys.readouterr().err
+        assert err.startswith(f"{folder}: no best generator (generator_best.keras): ") and why in err
+        assert err.endswith("; the last generator (generator.keras) is used\n"), err
+        assert err.count("\n") == 1, err
+    run = Run.open(tmp_path / "off")
+    run.generator_choice("last")  # asked for: nothing to say
+    assert capsys.readouterr().err == ""
+    assert generate.main([str(tmp_path / "off"), "--per-class", "2", "--to", str(tmp_path / "images")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("no best generator") == 1 and "evaluation was off" in err and "is used" in err
+    assert len(list((tmp_path / "images" / "b").glob("*.png"))) == 2
 
 
 def test_resume_keeps_the_classifier_and_the_best_so_far(evaluated, tmp_path):

@@ -86,6 +86,31 @@ def test_class_without_test_images_is_left_out_of_acsa_and_g_mean():
     assert m["g_mean"] == pytest.approx(np.sqrt(0.5))
 
 
+def test_table_says_what_acsa_and_g_mean_are_and_flags_a_one_class_classifier():
+    """A classifier that predicts the majority class for every test image gets a marker and a
+    footnote naming the class (and the seed); the line under the table says what ACSA and G-mean are."""
+    y_true = np.array([0] * 6 + [1] * 3 + [2] * 3)
+    predictions = {"none": [np.zeros(12, int), y_true],  # seed 0: the majority class only
+                   "affine": [np.where(np.arange(12) % 4 == 3, 1, y_true)] * 2}
+    rows = []
+    for name, per_seed in predictions.items():
+        scored = [dict(seed=s, **classify.classification_metrics(y_true, y, np.eye(3)[y], 3))
+                  for s, y in enumerate(per_seed)]
+        mean, std = classify.summarize(scored)
+        rows.append(dict(name=name, train_images=30, mean=mean, std=std, per_seed=scored, generator=None))
+    result = dict(dataset="folder", imbalanced=False, image_size=32, split_seed=42, seeds=[0, 1],
+                  classifier_description="a CNN", train_counts=[20, 6, 4], validation_counts=[2, 1, 1],
+                  test_set="holdout", test_set_description="the hold-out", test_counts=[6, 3, 3], top_k=2,
+                  class_names=["healthy", "ring", "schizont"], reference=None, rows=rows)
+    lines = classify.format_table(result).splitlines()
+    assert any(line.startswith("none *") for line in lines)
+    assert not any(line.startswith("affine *") for line in lines)
+    assert "* none: predicts only class healthy for every test image (seed 0 of 2)" in lines
+    assert ("ACSA: the mean of the per-class recalls; G-mean: their geometric mean, 0 when any class is never "
+            "recognised.") in lines
+    assert sum("predicts only" in line for line in lines) == 1
+
+
 def test_default_top_k():
     assert classify.default_top_k(10) == 2
     assert classify.default_top_k(100) == 5

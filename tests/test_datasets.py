@@ -310,6 +310,32 @@ def test_folder_all_grayscale_gives_one_channel(tmp_path):
     assert ds.train_counts() == [4, 4] and ds.test_counts() == [1, 2]
 
 
+def test_a_folder_mixing_grayscale_with_colour_or_8_with_16_bit_says_so_and_records_it(tmp_path, capsys):
+    """One line on stderr each: how many images of each kind and what became of them; Dataset.mixed
+    (and config.json through TrainConfig.record) keeps the counts. A folder of one kind says nothing."""
+    from bagan_train import TrainConfig
+    make_image_folder(tmp_path / "colour", {"a": [("RGB", (6, 6), "PNG")] * 3 + [("L", (6, 6), "PNG")] * 2,
+                                            "b": [("L", (6, 6), "JPEG")] * 4})
+    ds = load_dataset(str(tmp_path / "colour"), image_size=8)
+    assert ds.channels == 3 and ds.mixed == {"channels": {"grayscale": 6, "colour": 3}}
+    assert capsys.readouterr().err == ("[datasets] 6 grayscale images were made RGB (the gray copied to red, green "
+                                       "and blue) because 3 images are colour\n")
+    assert TrainConfig.create(dataset=str(tmp_path / "colour"), image_size=32).record(ds)["mixed"] == ds.mixed
+
+    folder = make_image_folder(tmp_path / "depth", {"a": [("L", (6, 6), "PNG")] * 2 + [("I;16", (6, 6), "PNG")] * 3,
+                                                    "b": [("L", (6, 6), "PNG")] * 2 + [("I;16", (6, 6), "PNG")] * 3})
+    save16(folder / "a" / "bright.png", gradient16(high=4000))  # 16x16: its range kept at image size 16
+    ds = load_dataset(str(folder), image_size=16)
+    assert ds.channels == 1 and ds.mixed == {"depth": {"8-bit": 4, "16-bit": 7}}
+    assert ds.intensity == dict(rule="range", low=0.0, high=4000.0, images=7)
+    assert capsys.readouterr().err == ("[datasets] 4 8-bit images kept as they are, 7 16-bit images scaled linearly "
+                                       "from the dataset range 0..4000 to 0..255\n")
+
+    make_image_folder(tmp_path / "plain", {"a": [("L", (6, 6), "PNG")] * 3, "b": [("L", (6, 6), "PNG")] * 3})
+    assert load_dataset(str(tmp_path / "plain"), image_size=8).mixed is None
+    assert capsys.readouterr().err == ""
+
+
 def test_folder_errors(tmp_path):
     make_image_folder(tmp_path / "one", {"only": [("L", (4, 4), "PNG")] * 3})
     with pytest.raises(DatasetError, match="at least 2 classes"):

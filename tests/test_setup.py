@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 import subprocess
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,3 +43,33 @@ def test_the_readme_sets_up_before_its_first_python_command():
     assert 0 <= activate < first_python
     assert readme.find("make setup") < first_python
     assert "make try" in readme[:first_python]
+
+
+MISTYPED_FLAGS = [  # script, arguments with an abbreviated flag, that flag, the flag it abbreviates
+    ("bagan_train.py", ["--ae-epoch", "1"], "--ae-epoch", "--ae-epochs"),
+    ("fid.py", ["run", "--per-clas", "5"], "--per-clas", "--per-class"),
+    ("classify.py", ["--see", "2"], "--see", "--seeds"),
+    ("compare.py", ["--out", "report", "--fid-per", "5"], "--fid-per", "--fid-per-class"),
+    ("generate.py", ["run", "--to", "out", "--per-clas=5"], "--per-clas", "--per-class"),
+    ("datasets.py", ["--see", "1"], "--see", "--seed"),
+    ("smallfolder.py", ["folder", "--count", "3", "3"], "--count", "--counts"),
+    *[(f"benchmarks/{path.name}", ["--jso"], "--jso", "--json") for path in sorted((REPO / "benchmarks").glob("*.py"))],
+]
+
+
+@pytest.mark.parametrize("script, argv, flag, nearest", MISTYPED_FLAGS, ids=[m[0] for m in MISTYPED_FLAGS])
+def test_every_script_refuses_an_abbreviated_flag_in_one_line_naming_the_nearest(script, argv, flag, nearest,
+                                                                                   capsys):
+    """`generate.py --per-clas 5` used to run as --per-class: every script refuses an abbreviation
+    (even where a required argument is missing too) in one line, and --help still works."""
+    module = importlib.import_module(script[:-3].replace("/", "."))
+    with pytest.raises(SystemExit) as stopped:
+        module.main(argv)
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert err.endswith(f"error: unrecognized argument {flag} (did you mean {nearest}?)\n")
+    assert err.count("\n") == 1
+    with pytest.raises(SystemExit) as stopped:
+        module.main(["--help"])
+    assert stopped.value.code == 0
+    assert nearest in capsys.readouterr().out

@@ -27,6 +27,7 @@ from runs import UsageError, save_png
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = [str(c) for c in range(10)]
 TILE, PAD = 32, 2
+SHOWN = 2 * TILE  # the pictures draw 32-pixel digits twice as large (callbacks.grid_scale)
 GAN_KEYS = ["d_loss", "g_loss", "gp", "d_real", "d_fake", "d_wrong"]
 SMOKE = ["--dataset", "digits", "--image-size", "32", "--batch-size", "16", "--epochs", "2", "--ae-epochs", "1",
          "--steps-per-epoch", "2", "--verbose", "0"]
@@ -45,9 +46,9 @@ def gan_rows(run):
     return [r for r in history(run) if r["phase"] == "gan"]
 
 
-def grid_size(rows, cols):
-    """(width, height) of callbacks.image_grid for rows x cols tiles of TILE pixels."""
-    return cols * (TILE + PAD) + PAD, rows * (TILE + PAD) + PAD
+def grid_size(rows, cols, tile=SHOWN):
+    """(width, height) of callbacks.image_grid for rows x cols tiles of `tile` pixels."""
+    return cols * (tile + PAD) + PAD, rows * (tile + PAD) + PAD
 
 
 def snapshot(folder):
@@ -61,6 +62,30 @@ def digits32():
 
 
 # ---------------------------------------------------------------- end-to-end smoke run
+
+
+def test_a_grid_of_few_small_classes_is_drawn_large_enough():
+    """4 classes of 32x32 images used to make a 170x460 picture: the images are enlarged (nearest
+    neighbour, one integer factor) to a picture about 480 pixels wide, images of 64 pixels at
+    least, labels kept; a grid that is large already stays as it is."""
+    from callbacks import grid_scale, labelled_grid
+    rng = np.random.default_rng(0)
+    rows = [rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8) for _ in range(1 + GRID_ROWS)]
+    names = ["red blood cell", "ring", "schizont", "trophozoite"]
+    picture = labelled_grid(rows, ["real"] + [f"z{r}" for r in range(1, GRID_ROWS + 1)], names)
+    assert picture.shape[1] >= 480 and picture.shape[0] <= 2000, picture.shape
+    k = grid_scale(rows)
+    shown = 32 * k
+    assert shown >= 64
+    width, height = grid_size(1 + GRID_ROWS, 4, shown)
+    top, left = picture.shape[0] - height, picture.shape[1] - width  # the grid: the bottom-right corner
+    assert top > 0 and left > 0
+    assert (picture[:top, left:] < 128).any() and (picture[top:, :left] < 128).any(), "labels lost"
+    for r, c in ((0, 0), (GRID_ROWS, 3)):
+        y, x = top + PAD + r * (shown + PAD), left + PAD + c * (shown + PAD)
+        np.testing.assert_array_equal(picture[y:y + shown, x:x + shown], rows[r][c].repeat(k, axis=0).repeat(k, axis=1))
+    large = [rng.integers(0, 256, (10, 64, 64, 1), dtype=np.uint8) for _ in range(1 + GRID_ROWS)]
+    assert labelled_grid(large).shape[:2] == grid_size(1 + GRID_ROWS, 10, 64)[::-1]
 
 
 def test_smoke_run_exits_zero_and_writes_config_and_history(smoke_run):
@@ -123,9 +148,10 @@ def test_smoke_run_writes_pictures(smoke_run, digits32):
     assert (picture[top:, :left] < 128).any(), "no row labels (real, z1 ...)"
     # Eq. 16 layout: the first row holds the first training image of each class.
     for c in range(len(CLASSES)):
-        x = left + PAD + c * (TILE + PAD)
-        np.testing.assert_array_equal(picture[top + PAD:top + PAD + TILE, x:x + TILE],
-                                      digits32.x_train[digits32.y_train == c][0][..., 0])
+        x = left + PAD + c * (SHOWN + PAD)
+        first = digits32.x_train[digits32.y_train == c][0][..., 0]
+        np.testing.assert_array_equal(picture[top + PAD:top + PAD + SHOWN, x:x + SHOWN],
+                                      first.repeat(2, axis=0).repeat(2, axis=1))
     assert not np.array_equal(grids[0], grids[1]), "the generator did not change between epochs"
 
     with Image.open(run / "progress.gif") as gif:
@@ -517,7 +543,9 @@ def test_resume_of_a_run_whose_networks_were_not_written_writes_them(smoke_run, 
 
 
 def test_ctrl_c_ends_with_the_resume_command(tmp_path):
-    """SIGINT during training: exit status 130, no traceback, one line with the saved epoch and --resume.
+    """SIGINT during training: exit status 130, no traceback, one line with the saved epoch and --resume,
+    on a line of its own after Keras' progress bar (stdout and stderr in one stream, as on a terminal),
+    ending with a newline.
 
     The child gets SIGINT's default action back before it starts: a suite started in the background
     (`make test &`) runs with SIGINT ignored, which children inherit, as a shell intends for background jobs.
@@ -525,8 +553,10 @@ def test_ctrl_c_ends_with_the_resume_command(tmp_path):
     import signal
     import time
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, str(REPO / "bagan_train.py"), *TINY, "--epochs", "50", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    proc = subprocess.Popen([sys.executable, str(REPO / "bagan_train.py"), *TINY, "--epochs", "50", "--out", str(out),
+                             "--verbose", "1"],  # the progress bar: "\r" updates, its line left open mid-epoch
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=tmp_path,
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
@@ -534,11 +564,12 @@ def test_ctrl_c_ends_with_the_resume_command(tmp_path):
         assert time.time() < deadline and proc.poll() is None
         time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=300)  # a busy machine finishes its step slowly
+    stderr, _ = proc.communicate(timeout=300)  # a busy machine finishes its step slowly
     assert proc.returncode == 130, stderr[-2000:]
     assert "Traceback" not in stderr
-    last = stderr.strip().splitlines()[-1]
-    assert last.startswith("interrupted") and f"--resume {out}" in last and "epoch" in last, last
+    assert stderr.endswith("\n"), stderr[-300:]
+    last = stderr.split("\n")[-2]  # split at "\n" only: the bar's "\r" updates stay on its own line
+    assert last.startswith("interrupted") and f"--resume {out}" in last and "epoch" in last, stderr[-300:]
     assert sorted(p.name for p in (out / "checkpoints").iterdir())[-1] in last
 
 

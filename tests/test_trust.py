@@ -1,0 +1,263 @@
+"""Numbers that can be trusted on a small folder (smallfolder.py: 16-bit, non-square, a few hundred
+images, classes of under ten): the training budget, the judge's check on held-out images, and
+generators of noise or of one constant image, which no measure may score like real images and the
+best-checkpoint logic may never keep."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import metrics
+from smallfolder import make_small_folder
+
+
+# ------------------------------------------------------------------------------ pure numerics
+
+
+def test_a_collapsed_classifier_is_at_chance_and_not_trusted():
+    y = np.repeat(np.arange(4), [60, 6, 3, 2])
+    check = metrics.chance_check(y, np.full(len(y), 3), 4, ["a", "b", "c", "d"])
+    assert check["acsa"] == pytest.approx(0.25)
+    assert check["p_value"] == 1.0 and not check["trusted"]
+    assert "gives d for every held-out image" in check["reason"]
+
+
+def test_a_classifier_that_tells_classes_apart_is_trusted_and_its_recall_recorded_per_class():
+    y = np.repeat(np.arange(4), [60, 6, 3, 2])
+    predicted = y.copy()
+    predicted[[0, 1, 60]] = 3
+    check = metrics.chance_check(y, predicted, 4, ["a", "b", "c", "d"])
+    assert check["trusted"] and check["p_value"] < metrics.TRUST_ALPHA
+    assert check["recall"] == {"a": pytest.approx(58 / 60), "b": pytest.approx(5 / 6), "c": 1.0, "d": 1.0}
+    assert check["held_out"] == {"a": 60, "b": 6, "c": 3, "d": 2}
+
+
+def test_predictions_independent_of_the_class_are_not_trusted():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), [60, 20, 20, 20])
+    check = metrics.chance_check(y, rng.integers(0, 4, len(y)), 4)
+    assert not check["trusted"]
+
+
+def test_recognition_above_chance_needs_every_class():
+    # Noise that the judge spreads over the classes, or gives one class: not above chance in every class.
+    assert not all(metrics.recognised_above_chance([0.25, 0.27, 0.24, 0.26], 100, 4))
+    assert not all(metrics.recognised_above_chance([1.0, 0.0, 0.0, 0.0], 100, 4))
+    assert all(metrics.recognised_above_chance([0.9, 0.6, 0.45, 0.8], 100, 4))
+
+
+def test_minimum_images_per_measure():
+    assert metrics.minimum_images("fid", 128) == 129
+    assert metrics.minimum_images("precision", 128) == 10 * metrics.NEIGHBOURS
+    assert metrics.minimum_images("kid", 2048) == metrics.KID_MIN_IMAGES
+
+
+def test_balanced_order_draws_every_class_about_equally():
+    from evaluators import balanced_order
+    y = np.repeat(np.arange(4), [240, 24, 12, 6])
+    order = balanced_order(y, 4, 6400, seed=0)
+    counts = np.bincount(y[order], minlength=4)
+    assert counts.min() > 1400 and counts.max() < 1800
+    assert set(order[y[order] == 3]) == set(np.flatnonzero(y == 3))  # every image of the smallest class is used
+
+
+# ------------------------------------------------------------------------------ the budget
+
+
+def test_a_small_folder_gets_a_batch_and_length_that_fit_it_and_flags_override():
+    from bagan_train import BUDGET, TrainConfig
+    config = TrainConfig.create(dataset="some/folder", image_size=32)
+    budget = config.fit_budget(282)
+    assert (config.batch_size, config.epochs) == (32, 188)
+    assert budget["generator_steps"] >= BUDGET["generator_steps"]
+    assert config.ae_epochs * -(-282 // 32) >= BUDGET["ae_steps"]
+    assert config.fit_budget(282) is None and config.batch_size == 32  # once per configuration
+    given = TrainConfig.create(dataset="some/folder", image_size=32, batch_size=64, epochs=30)
+    given.fit_budget(282)
+    assert (given.batch_size, given.epochs) == (64, 30)
+    cells = TrainConfig.create(dataset="some/folder")
+    cells.fit_budget(6885)  # the paper's cells run keeps the paper's settings
+    assert (cells.batch_size, cells.epochs, cells.ae_epochs) == (128, 100, 30)
+    digits = TrainConfig.create(dataset="digits")
+    assert digits.fit_budget(282) is None and digits.batch_size == 64
+
+
+# ------------------------------------------------------------------------------ real judges and runs
+
+
+@pytest.fixture(scope="module")
+def small_folder(tmp_path_factory):
+    return make_small_folder(tmp_path_factory.mktemp("small") / "cells")
+
+
+@pytest.fixture(scope="module")
+def small_data(small_folder):
+    from datasets import load_dataset
+    return load_dataset(str(small_folder), image_size=32)
+
+
+@pytest.fixture(scope="module")
+def small_run(small_folder, tmp_path_factory):
+    """A tiny real run on the small folder (one GAN step): the run folder fid.py scores."""
+    import bagan_train
+    path = tmp_path_factory.mktemp("runs") / "small-run"
+    assert bagan_train.main(["--dataset", str(small_folder), "--image-size", "32", "--epochs", "1",
+                             "--ae-epochs", "1", "--steps-per-epoch", "1", "--eval-every", "0",
+                             "--out", str(path), "--verbose", "0"]) == 0
+    return path
+
+
+def test_the_run_says_and_records_its_budget(small_run, capsys):
+    config = json.loads((small_run / "config.json").read_text())
+    assert config["batch_size"] == 32 and config["budget"]["batch_size"] == 32
+    assert config["budget"]["given"] == ["ae_epochs", "epochs", "eval_every"]
+
+
+@pytest.fixture(scope="module")
+def judge(small_data):
+    from evaluators import train_judge
+    return train_judge(small_data, seed=0)
+
+
+def test_the_judge_of_a_small_folder_tells_every_class_apart(judge, small_data):
+    _, check = judge
+    assert check["trusted"], check
+    assert check["held_out"] == {"healthy": 60, "ring": 6, "schizont": 3, "trophozoite": 2}
+    assert set(check["recall"]) == set(check["held_out"]) and check["acsa"] >= 0.6, check["recall"]
+
+
+def test_a_judge_forced_to_collapse_is_caught(small_data):
+    """Trained with every label the smallest class's, it gives that class for every image."""
+    from dataclasses import replace
+    from evaluators import train_judge
+    collapsed = replace(small_data, y_train=np.full_like(small_data.y_train, 3))
+    _, check = train_judge(collapsed, seed=0, min_steps=50)
+    assert not check["trusted"]
+    assert "gives trophozoite for every held-out image" in check["reason"]
+
+
+def noise_generator(latent_dim, shape, seed=0):
+    """A generator of noise: a fixed random projection of z, squashed into [-1, 1]."""
+    import keras
+    z, label = keras.Input((latent_dim,)), keras.Input((), dtype="int32")
+    dense = keras.layers.Dense(int(np.prod(shape)), activation="tanh",
+                               kernel_initializer=keras.initializers.RandomNormal(stddev=1.0, seed=seed))
+    return keras.Model([z, label], keras.layers.Reshape(shape)(dense(z)))
+
+
+def constant_generator(latent_dim, shape, value=0.0):
+    """A generator of one image, every pixel `value`, whatever z and the label."""
+    import keras
+    z, label = keras.Input((latent_dim,)), keras.Input((), dtype="int32")
+    dense = keras.layers.Dense(int(np.prod(shape)), kernel_initializer="zeros",
+                               bias_initializer=keras.initializers.Constant(value))
+    return keras.Model([z, label], keras.layers.Reshape(shape)(dense(z)))
+
+
+BAD_GENERATORS = {"noise": noise_generator, "constant": constant_generator}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_GENERATORS))
+def test_the_best_checkpoint_never_keeps_noise_or_a_constant_image(kind, judge, small_data, small_run, tmp_path,
+                                                                  capsys):
+    from callbacks import BestGenerator
+    from runs import Run
+    run_dir = shutil.copytree(small_run, tmp_path / "run")
+    generator = BAD_GENERATORS[kind](128, small_data.x_train.shape[1:])
+
+    class Model:  # what BestGenerator asks of the GAN
+        def sampling_generator(self):
+            return generator
+
+    best = BestGenerator(Run.open(run_dir), lambda: judge, small_data, every=1, seed=0)
+    best.set_model(Model())
+    logs = {}
+    for epoch in range(2):
+        best.on_epoch_end(epoch, logs)
+    best.on_train_end()
+    assert not (run_dir / "best.json").exists()
+    assert logs["kid_worst"] > 0
+    assert "no best generator is kept" in capsys.readouterr().out
+
+
+def test_an_untrusted_judge_keeps_no_best_and_says_why(judge, small_data, small_run, tmp_path, capsys):
+    from callbacks import BestGenerator
+    from runs import Run
+    run_dir = shutil.copytree(small_run, tmp_path / "run")
+    model, check = judge
+    untrusted = dict(check, trusted=False, reason="it gives ring for every held-out image")
+    best = BestGenerator(Run.open(run_dir), lambda: (model, untrusted), small_data, every=1, seed=0)
+    logs = {}
+    best.on_epoch_end(0, logs)
+    assert not (run_dir / "best.json").exists() and "kid_worst" not in logs
+    out = capsys.readouterr().out
+    assert "cannot tell the classes apart (it gives ring for every held-out image)" in out
+    assert "the last generator stays" in out
+
+
+@pytest.fixture(scope="module")
+def scored_bad_generators(small_run, tmp_path_factory, small_data):
+    """fid.py's table (classifier features) of a noise run and a constant-image run, with the baselines."""
+    import fid
+    from runs import save_model
+    dirs = []
+    for kind, make in BAD_GENERATORS.items():
+        run_dir = shutil.copytree(small_run, tmp_path_factory.mktemp(kind) / kind)
+        save_model(make(128, small_data.x_train.shape[1:]), run_dir / "generator.keras")
+        dirs.append(str(run_dir))
+    cache = tmp_path_factory.mktemp("cache")
+    return fid.score(fid.parse_args([*dirs, "--features", "classifier", "--per-class", "100",
+                                     "--cache-dir", str(cache)]))
+
+
+HIGHER_IS_BETTER = {"precision", "recall", "density", "coverage"}
+
+
+@pytest.mark.parametrize("measure", ["fid", "kid", "precision", "recall", "density", "coverage"])
+def test_noise_and_a_constant_image_score_worse_than_real_images_in_every_class(scored_bad_generators, measure):
+    rows = {row["name"]: row for row in scored_bad_generators["rows"]}
+    real = rows["Real samples (Train)"][measure]
+    assert any(row["type"] == "reconstructed" for row in rows.values())  # the reference rows are there by default
+    too_few = [measure in c["too_few"] for c in scored_bad_generators["classes"]]
+    # The largest class (60 test images) is scored by every measure; its FID is marked (60 < 129 for
+    # 128-d features) but must still rank noise and a constant image below the real images.
+    too_few[0] = False
+    for kind in BAD_GENERATORS:
+        for c, (bad, good) in enumerate(zip(rows[kind][measure], real)):
+            if too_few[c]:  # marked unreliable in the table: fid.py refuses to rank by it there
+                continue
+            worse = bad < good if measure in HIGHER_IS_BETTER else bad > good
+            assert worse or (measure in HIGHER_IS_BETTER and bad == good == 0.0), (kind, c, bad, good)
+
+
+def test_fid_marks_the_measures_of_classes_with_too_few_test_images(scored_bad_generators):
+    import fid
+    classes = {c["name"]: c for c in scored_bad_generators["classes"]}
+    assert {"fid", "kid", "precision"} <= set(classes["trophozoite"]["too_few"])
+    assert "memorised" not in classes["trophozoite"]["too_few"] and classes["healthy"]["too_few"] == ["fid"]
+    assert scored_bad_generators["judge"]["trusted"]
+    table = fid.format_table(scored_bad_generators)
+    assert "*: computed from fewer test images of the class than the measure needs" in table
+    assert "Feature classifier's check: held-out recall" in table
+
+
+def test_fid_refuses_a_feature_classifier_that_cannot_tell_the_classes_apart(small_run, small_data, tmp_path,
+                                                                             capsys):
+    import fid
+    from evaluators import predict, train_judge
+    from dataclasses import replace
+    run_dir = shutil.copytree(small_run, tmp_path / "run")
+    model, _ = train_judge(replace(small_data, y_train=np.full_like(small_data.y_train, 1)), seed=0, min_steps=50)
+    check = metrics.chance_check(small_data.y_test, predict(model, small_data.x_test).argmax(axis=1), 4,
+                                 list(small_data.class_names))
+    key = fid.dataset_key(fid.load_run(run_dir), fid.parse_args([str(run_dir)]))
+    model.save(run_dir / fid.CLASSIFIER_FILE)
+    (run_dir / fid.CLASSIFIER_META).write_text(json.dumps(dict(dataset=key, epochs=1, check=check)))
+    assert fid.main([str(run_dir), "--features", "classifier", "--per-class", "10",
+                     "--cache-dir", str(tmp_path / "cache")]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "cannot tell the classes apart" in errors[0] and "gives ring for every" in errors[0]
