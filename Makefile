@@ -1,5 +1,6 @@
-# The README's commands: `make setup`, `make try`, `make train` and `make test`. Each creates .venv if it is
-# missing; GPU=1 installs TensorFlow's CUDA build (requirements-gpu.txt) instead of the CPU one.
+# The README's commands: `make setup`, `make try`, `make train` and `make test` (and `make gpu-check` on a
+# machine with a GPU). Each creates .venv if it is missing; GPU=1 installs TensorFlow's CUDA build
+# (requirements-gpu.txt) instead of the CPU one.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -8,7 +9,7 @@ GPU ?=
 REQUIREMENTS := $(if $(GPU),requirements-gpu.txt,requirements.txt)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup try train test clean-venv
+.PHONY: setup try train test gpu-check clean-venv
 
 $(VENV)/.installed: requirements.txt requirements-gpu.txt requirements-common.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +28,9 @@ train: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q --timeout=900 tests
+
+gpu-check: $(VENV)/.installed
+	$(PY) benchmarks/gpu_check.py $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

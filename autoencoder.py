@@ -43,7 +43,7 @@ NETWORKS = {
 }
 """--networks -> what the encoder, decoder and critics are built with (the one place that says it)."""
 DEFAULT_NETWORKS = "original"
-"""The better of the two on the quality judge and the faster (benchmarks/RESULTS.md, issue 15): runs
+"""The better of the two on the quality judge and the faster (benchmarks/RESULTS.md): runs
 since 2026-12-01; older runs' config.json say "project" or, before the setting, nothing (project)."""
 
 

@@ -328,7 +328,7 @@ class AdversarialModel(keras.Model):
         """`train_ratio` critic steps on the same real batch; the last one's loss and parts.
 
         One traced loop rather than `train_ratio` unrolled copies of the step: the graph, its
-        tracing time and its memory do not grow with the ratio (issue 20). The steps run one
+        tracing time and its memory do not grow with the ratio (benchmarks/RESULTS.md). The steps run one
         after the other, each reading the critic the previous one updated. Under a tf.distribute
         strategy the copies stay unrolled: a replica cannot synchronise (the optimizer's sum over
         replicas, batch normalisation's statistics) inside a loop.

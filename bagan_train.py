@@ -358,15 +358,19 @@ class TrainConfig:
         if overridden:
             raise UsageError(f"{flag(overridden[0])} {given[overridden[0]]} does not apply to --model {config.model}"
                              + (f" {config.variant}" if config.variant else "") + f" (it has {options[overridden[0]]})")
-        defaults = {**PAPER_DEFAULTS, **DATASET_DEFAULTS.get(config.dataset, {}),
-                    **(IMBALANCED_DEFAULTS.get(config.dataset, {}) if config.imbalanced else {}),
-                    **model.setting_defaults, "train_ratio": model.default_train_ratio,
-                    **({} if model.uses_gradient_penalty else {"gp_weight": 0.0}), **options}
-        for name, value in defaults.items():
-            if name not in given:
-                setattr(config, name, value)
+        layers = [("paper", PAPER_DEFAULTS), ("dataset", DATASET_DEFAULTS.get(config.dataset, {})),
+                  ("imbalanced protocol", IMBALANCED_DEFAULTS.get(config.dataset, {}) if config.imbalanced else {}),
+                  ("model", {**model.setting_defaults, "train_ratio": model.default_train_ratio,
+                             **({} if model.uses_gradient_penalty else {"gp_weight": 0.0}), **options})]
+        config.sources = {f.name: "flag" if f.name in given else "default" for f in dataclasses.fields(cls)}
+        for source, defaults in layers:
+            for name, value in defaults.items():
+                if name not in given:
+                    setattr(config, name, value)
+                    config.sources[name] = source
         if config.g_learning_rate is None:
             config.g_learning_rate = config.learning_rate
+            config.sources["g_learning_rate"] = "the learning rate"
         config.validate()
         config.given = frozenset(given)
         return config
@@ -433,6 +437,9 @@ class TrainConfig:
     given = None
     """The settings `create` was given (not a field: config.json does not keep it); None for a resumed
     run and once fit_budget has run."""
+    sources = None
+    """Where `create` took each setting's value from: flag, model, imbalanced protocol, dataset, paper,
+    default (the field's own), data (fit_budget); `--show-config` prints them."""
 
     def fit_budget(self, train_images):
         """Scales batch, epochs, autoencoder epochs and evaluations to `train_images` (BUDGET), for
@@ -442,7 +449,8 @@ class TrainConfig:
         if self.dataset in DATASET_DEFAULTS or self.given is None:
             return None
         given, self.given = self.given, None
-        paper = dict(batch_size=self.batch_size, epochs=self.epochs, ae_epochs=self.ae_epochs)
+        paper = dict(batch_size=self.batch_size, epochs=self.epochs, ae_epochs=self.ae_epochs,
+                     eval_every=self.eval_every)
         if "batch_size" not in given:
             fit = 2 ** int(math.log2(max(train_images // BUDGET["images_per_batch"], 1)))
             self.batch_size = max(min(fit, PAPER_DEFAULTS["batch_size"]),
@@ -455,6 +463,9 @@ class TrainConfig:
         if "eval_every" not in given and self.eval_every:
             self.eval_every = max(self.eval_every, round(self.epochs / BUDGET["evaluations"]))
         self.validate()
+        for name in ("batch_size", "epochs", "ae_epochs", "eval_every"):
+            if self.sources and name not in given and getattr(self, name) != paper.get(name, getattr(self, name)):
+                self.sources[name] = f"data ({train_images} training images, BUDGET)"
         return dict(train_images=train_images, batch_size=self.batch_size, epochs=self.epochs,
                     generator_steps=self.epochs * steps, ae_epochs=self.ae_epochs, eval_every=self.eval_every,
                     given=sorted(name for name in ("batch_size", "epochs", "ae_epochs", "eval_every") if name in given),
@@ -665,11 +676,34 @@ def parse_args(argv=None):
                        help="tf.distribute: default (one device), mirrored (all GPUs of this machine, or its "
                             "logical CPUs), multiworker (several machines, from TF_CONFIG); --batch-size stays "
                             "the global batch")
+    group.add_argument("--show-config", action="store_true",
+                       help="print every setting these flags resolve to and where its value comes from (paper, "
+                            "dataset, imbalanced protocol, model, data, flag), then stop without training")
     group.add_argument("--json", action="store_true", help="print a JSON summary at the end")
     group.add_argument("--verbose", type=int, choices=[0, 1, 2],
                        help="Keras progress output: 0 none, 1 a progress bar, 2 one line per epoch (default: 1 on "
                             "a terminal, 2 in a log file); 1 and 2 add an estimate of the time left")
     return p.parse_args(argv)
+
+
+def show_config(config, resumed=None):
+    """A table of every setting, its value and where the value came from (TrainConfig.sources); a
+    folder's dataset is read to fit its budget. A resumed run's settings come from its config.json."""
+    if resumed:
+        sources = {f.name: f"{resumed}/config.json" for f in dataclasses.fields(config)}
+    else:
+        if config.dataset not in DATASET_DEFAULTS:
+            from datasets import load_dataset
+            data = load_dataset(config.dataset, config.data_dir, config.image_size, config.imbalanced, config.seed,
+                                config.resize, config.window)
+            config.fit_budget(len(data.x_train))
+        sources = config.sources
+    rows = [(f.name, json.dumps(getattr(config, f.name)), sources.get(f.name, "default"))
+            for f in dataclasses.fields(config)]
+    widths = [max(len(row[i]) for row in rows + [("setting", "value", "from")]) for i in range(2)]
+    lines = [f"{'setting'.ljust(widths[0])}  {'value'.ljust(widths[1])}  from"]
+    lines += [f"{name.ljust(widths[0])}  {value.ljust(widths[1])}  {source}" for name, value, source in rows]
+    return "\n".join(lines)
 
 
 def _at_terminal(stream):
@@ -688,6 +722,9 @@ def main(argv=None):
         if args.resume and args.out:
             raise UsageError("--out does not apply to --resume: a run continues in its own folder")
         config = TrainConfig.resume(args.resume, **settings) if args.resume else TrainConfig.create(**settings)
+        if args.show_config:
+            print(show_config(config, args.resume))
+            return 0
         run_dir = args.resume or args.out or config.new_run_dir()
         strategy = make_strategy(args.strategy)
         if not args.resume and is_chief(strategy) and os.path.exists(os.path.join(run_dir, CONFIG_FILE)):

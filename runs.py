@@ -238,7 +238,7 @@ class Run:
         """The values of `variables` after `epoch` as checkpoints/epoch_NNN.npz; the newest `keep` stay.
 
         The archive is written one array at a time, so a copy of every weight and optimizer moment is
-        never in memory at once (that was a training run's memory peak, issue 20); np.load reads it.
+        never in memory at once (that was a training run's memory peak, benchmarks/RESULTS.md); np.load reads it.
         """
         directory = self.file(CHECKPOINTS_DIR)
         directory.mkdir(exist_ok=True)

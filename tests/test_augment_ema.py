@@ -1,4 +1,4 @@
-"""Training with few images (issue 18): DiffAugment's transforms (augment.py) and the generator's
+"""Training with few images: DiffAugment's transforms (augment.py) and the generator's
 exponential moving average (--ema-decay). Under tf.distribute and across a resume: test_distribute.py."""
 
 from __future__ import annotations

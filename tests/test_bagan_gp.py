@@ -389,7 +389,7 @@ def test_losses_are_finite_after_a_few_fit_steps(variant, digits32):
 
 
 class UnrolledBAGANGP(BAGANGP):
-    """The critic steps as `train_ratio` copies in the traced graph (the code before issue 20)."""
+    """The critic steps as `train_ratio` copies in the traced graph (the earlier form of the traced loop)."""
 
     def critic_steps(self, real_images, real_labels):
         for _ in range(self.train_ratio):

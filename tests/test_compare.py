@@ -86,6 +86,20 @@ def test_the_tables_are_those_of_fid_and_classify_alone(compared, tmp_path):
         assert mine["mean"]["accuracy"] == pytest.approx(theirs["mean"]["accuracy"], abs=0.02), mine["name"]
 
 
+def test_the_report_says_at_its_top_when_the_feature_classifier_cannot_tell_the_classes_apart(compared):
+    _, out, _ = compared
+    report = json.loads((out / "report.json").read_text())
+    judge = report["fid"]["judge"]
+    assert judge["trusted"] and "Feature classifier's check: held-out recall" in compare.markdown(report)
+    report["fid"]["judge"] = dict(judge, trusted=False, reason="it gives 0 for every held-out image")
+    report["best_on_minority"] = compare.best_on_minority(report["fid"], report["classify"],
+                                                          [compare.Run.open(m["run_dir"]) for m in report["models"]],
+                                                          report["train_counts"])
+    assert report["best_on_minority"]["by"]["fid"] is None and report["best_on_minority"]["by"]["kid"] is None
+    top = compare.markdown(report).split("## Training")[0]
+    assert "every FID, KID, precision" in top and "it gives 0 for every held-out image" in top
+
+
 @pytest.mark.parametrize("models, needle", [
     (["no_such_model"], "unknown model 'no_such_model'"),
     (["bagan_gp:variant=v9"], "variant must be one of v1, v2, v3"),

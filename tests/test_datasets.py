@@ -497,7 +497,7 @@ def test_cifar_balanced_test_set_is_the_test_batch(tmp_path):
     np.testing.assert_array_equal(labels, y[:20])
 
 
-# ---------------------------------------------------------------- medical formats (issue 19)
+# ---------------------------------------------------------------- medical formats
 
 
 def gradient16(width=16, height=16, low=0, high=4100):

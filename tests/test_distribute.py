@@ -73,7 +73,7 @@ def test_two_mirrored_replicas_reach_the_losses_of_one_device():
 def mirrored_runs(tmp_path_factory):
     """On two replicas: 2 epochs straight, and 1 epoch resumed to 2, evaluated every epoch; on one
     device: 2 epochs, not evaluated; all with the generator's moving average and DiffAugment
-    (issue 18). The two-replica processes run beside each other and beside the one-device run of
+    (the few-images aids). The two-replica processes run beside each other and beside the one-device run of
     this process."""
     root = tmp_path_factory.mktemp("mirrored")
     straight, resumed, single = root / "straight", root / "resumed", root / "single"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,16 @@ def test_every_script_refuses_an_abbreviated_flag_in_one_line_naming_the_nearest
         module.main(["--help"])
     assert stopped.value.code == 0
     assert nearest in capsys.readouterr().out
+
+
+def test_gpu_check_refuses_in_one_line_without_a_gpu(tmp_path, capsys):
+    """make gpu-check: on a machine without a GPU it stops before any work, naming --allow-cpu."""
+    import tensorflow as tf
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("this machine has a GPU: make gpu-check runs for real")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import gpu_check
+    assert gpu_check.main(["--out", str(tmp_path / "check")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no GPU" in err[0] and "--allow-cpu" in err[0]
+    assert not (tmp_path / "check").exists()

@@ -98,7 +98,7 @@ def test_smoke_run_exits_zero_and_writes_config_and_history(smoke_run):
     assert config["versions"]["keras"] == keras.__version__
     assert (config["image_size"], config["batch_size"], config["epochs"], config["ae_epochs"]) == (32, 16, 2, 1)
     assert config["channels"] == 1
-    assert config["networks"] == "original"  # the default since issue 15's measurement
+    assert config["networks"] == "original"  # the default since its measurement (benchmarks/RESULTS.md)
     # --precision auto (the default) records its choice and why (this machine: no GPU).
     assert config["precision"] == auto_precision()[0] and config["precision_chosen"].startswith("auto: no GPU")
 
@@ -239,7 +239,7 @@ def test_generate_only_some_classes_and_bad_input(smoke_run, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def resumed(tmp_path_factory):
     """Run A: 2 epochs at once. Run B: 1 epoch, then --resume B --epochs 2. Both with the generator's
-    class latent (issue 17: its Gaussians are rebuilt from the run's autoencoder) and a learning rate of
+    class latent (its Gaussians are rebuilt from the run's autoencoder) and a learning rate of
     its own; test_distribute resumes the paper's latent."""
     base = tmp_path_factory.mktemp("resume")
     a, b = base / "A", base / "B"
@@ -506,7 +506,7 @@ def test_auto_precision_is_bfloat16_where_the_cpu_computes_it(flags, expected, t
 
 
 
-# ---------------------------------------------------------------- a first hour without surprises (issue 19)
+# ---------------------------------------------------------------- a first hour without surprises
 
 
 def test_gif_frames_show_for_half_a_second(tmp_path):

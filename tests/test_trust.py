@@ -261,3 +261,19 @@ def test_fid_refuses_a_feature_classifier_that_cannot_tell_the_classes_apart(sma
                      "--cache-dir", str(tmp_path / "cache")]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "cannot tell the classes apart" in errors[0] and "gives ring for every" in errors[0]
+
+
+def test_show_config_says_where_every_value_comes_from_without_training(small_folder, capsys, tmp_path,
+                                                                         monkeypatch):
+    import bagan_train
+    monkeypatch.chdir(tmp_path)
+    assert bagan_train.main(["--model", "bagan", "--dataset", "digits", "--imbalanced", "--show-config"]) == 0
+    rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()[1:]}
+    assert rows["epochs"] == ["120", "imbalanced", "protocol"] and rows["learning_rate"] == ["5e-05", "model"]
+    assert rows["image_size"] == ["32", "dataset"] and rows["latent_dim"] == ["128", "paper"]
+    assert rows["model"] == ['"bagan"', "flag"]
+    assert bagan_train.main(["--dataset", str(small_folder), "--image-size", "32", "--epochs", "50",
+                             "--show-config"]) == 0
+    rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()[1:]}
+    assert rows["batch_size"][:2] == ["32", "data"] and rows["epochs"] == ["50", "flag"]
+    assert not list(tmp_path.iterdir())  # nothing trained, nothing written
