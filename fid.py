@@ -545,7 +545,7 @@ def plot_nearest_neighbours(path, title, pairs):
 def _runs_and_dataset(args):
     runs = [load_run(d) for d in args.run_dirs]
     for run in runs:
-        run.generator_choice(args.generator)  # a missing best generator is refused before any work
+        run.generator_choice(args.generator, say=False)  # a missing best generator is refused before any work
     keys = [dataset_key(r, args) for r in runs]
     if any(k != keys[0] for k in keys[1:]):
         raise UsageError("the runs use different datasets, protocols, image sizes or split seeds "

@@ -174,7 +174,7 @@ def main(argv=None):
         if args.per_class < 1:
             raise UsageError("--per-class must be at least 1")
         run = Run.open(args.run_dir)
-        run.generator_choice(args.generator)
+        run.generator_choice(args.generator, say=False)
         if args.units == "data":
             data_units(run)  # refuses a run without the records, before any work
         folders = [class_folder(args.to, name) for name in run.config["class_names"]

@@ -304,7 +304,7 @@ class Run:
         return (f"no epoch evaluated every {every} epochs had its images recognised as their class above "
                 "chance in every class")
 
-    def generator_choice(self, which=None):
+    def generator_choice(self, which=None, say=True):
         """(path, description) of the generator to use: "best" (generator_best.keras), "last"
         (generator.keras) or None, the best when the run kept one, else the last; then a run
         without a best generator says so on stderr, once per Run, with no_best_reason."""
@@ -319,7 +319,7 @@ class Run:
                                                     f"worst-class KID {best['kid_worst']:.4f})")
         if not self.file(GENERATOR_FILE).is_file():
             raise UsageError(f"{self.path} has no {GENERATOR_FILE}: is it a finished run folder?")
-        if asked is None and not self._said_no_best:
+        if say and asked is None and not self._said_no_best:
             self._said_no_best = True
             print(f"{self.path}: no best generator ({BEST_GENERATOR_FILE}): {self.no_best_reason()}; the last "
                   f"generator ({GENERATOR_FILE}) is used", file=sys.stderr, flush=True)

@@ -101,7 +101,15 @@ def test_mirrored_cli_run_writes_a_complete_run_folder(mirrored_runs):
     # Across replicas the evaluation's classifier trains before the GAN's first epoch, not in it
     trained = json.loads((straight / "eval_classifier.json").read_text())["seconds"]
     assert float(gan_rows(straight)[0]["eval_classifier_seconds"]) < trained
-    assert (straight / "generator_best.keras").is_file()
+    # Every epoch evaluated; a best generator kept exactly when an epoch's images were recognised above
+    # chance in every class (noise after two steps is not).
+    from callbacks import EVAL_PER_CLASS
+    from metrics import recognised_above_chance
+    rows = gan_rows(straight)
+    eligible = [all(recognised_above_chance([float(v) for k, v in row.items() if k.startswith("recognised/")],
+                                            EVAL_PER_CLASS, 10)) for row in rows]
+    assert all(row["kid_worst"] for row in rows)
+    assert (straight / "generator_best.keras").is_file() == any(eligible)
     # The same seed and data on one device: the same losses up to float round-off, which Adam's
     # normalised steps carry along (1e-4 relative seen after 20 critic steps).
     for a, b in zip(gan_rows(straight), gan_rows(single)):
