@@ -9,7 +9,7 @@ GPU ?=
 REQUIREMENTS := $(if $(GPU),requirements-gpu.txt,requirements.txt)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup try train test gpu-check clean-venv
+.PHONY: setup try train test test-fast gpu-check clean-venv
 
 $(VENV)/.installed: requirements.txt requirements-gpu.txt requirements-common.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ train: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q --timeout=900 tests
+
+# The quick loop while changing code: the pure numerics, the data loaders, the configuration and the
+# networks (no training run, no judge); `make test` stays what CI runs.
+FAST_TESTS := tests/test_trust.py tests/test_datasets.py tests/test_networks.py tests/test_augment_ema.py tests/test_setup.py
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q --timeout=300 -m "not slow" $(FAST_TESTS)
 
 gpu-check: $(VENV)/.installed
 	$(PY) benchmarks/gpu_check.py $(ARGS)

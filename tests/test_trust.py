@@ -111,6 +111,7 @@ def small_run(small_folder, tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_the_run_says_and_records_its_budget(small_run, capsys):
     config = json.loads((small_run / "config.json").read_text())
     assert config["batch_size"] == 32 and config["budget"]["batch_size"] == 32
@@ -123,6 +124,7 @@ def judge(small_data):
     return train_judge(small_data, seed=0)
 
 
+@pytest.mark.slow
 def test_the_judge_of_a_small_folder_tells_every_class_apart(judge, small_data):
     _, check = judge
     assert check["trusted"], check
@@ -130,6 +132,7 @@ def test_the_judge_of_a_small_folder_tells_every_class_apart(judge, small_data):
     assert set(check["recall"]) == set(check["held_out"]) and check["acsa"] >= 0.6, check["recall"]
 
 
+@pytest.mark.slow
 def test_a_judge_forced_to_collapse_is_caught(small_data):
     """Trained with every label the smallest class's, it gives that class for every image."""
     from dataclasses import replace
@@ -161,6 +164,7 @@ def constant_generator(latent_dim, shape, value=0.0):
 BAD_GENERATORS = {"noise": noise_generator, "constant": constant_generator}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(BAD_GENERATORS))
 def test_the_best_checkpoint_never_keeps_noise_or_a_constant_image(kind, judge, small_data, small_run, tmp_path,
                                                                   capsys):
@@ -184,6 +188,7 @@ def test_the_best_checkpoint_never_keeps_noise_or_a_constant_image(kind, judge, 
     assert "no best generator is kept" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_an_untrusted_judge_keeps_no_best_and_says_why(judge, small_data, small_run, tmp_path, capsys):
     from callbacks import BestGenerator
     from runs import Run
@@ -217,6 +222,7 @@ def scored_bad_generators(small_run, tmp_path_factory, small_data):
 HIGHER_IS_BETTER = {"precision", "recall", "density", "coverage"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("measure", ["fid", "kid", "precision", "recall", "density", "coverage"])
 def test_noise_and_a_constant_image_score_worse_than_real_images_in_every_class(scored_bad_generators, measure):
     rows = {row["name"]: row for row in scored_bad_generators["rows"]}
@@ -234,6 +240,7 @@ def test_noise_and_a_constant_image_score_worse_than_real_images_in_every_class(
             assert worse or (measure in HIGHER_IS_BETTER and bad == good == 0.0), (kind, c, bad, good)
 
 
+@pytest.mark.slow
 def test_fid_marks_the_measures_of_classes_with_too_few_test_images(scored_bad_generators):
     import fid
     classes = {c["name"]: c for c in scored_bad_generators["classes"]}
@@ -245,6 +252,7 @@ def test_fid_marks_the_measures_of_classes_with_too_few_test_images(scored_bad_g
     assert "Feature classifier's check: held-out recall" in table
 
 
+@pytest.mark.slow
 def test_fid_refuses_a_feature_classifier_that_cannot_tell_the_classes_apart(small_run, small_data, tmp_path,
                                                                              capsys):
     import fid
