@@ -449,8 +449,8 @@ class TrainConfig:
         if self.dataset in DATASET_DEFAULTS or self.given is None:
             return None
         given, self.given = self.given, None
-        paper = dict(batch_size=self.batch_size, epochs=self.epochs, ae_epochs=self.ae_epochs,
-                     eval_every=self.eval_every)
+        before = dict(batch_size=self.batch_size, epochs=self.epochs, ae_epochs=self.ae_epochs,
+                      eval_every=self.eval_every)
         if "batch_size" not in given:
             fit = 2 ** int(math.log2(max(train_images // BUDGET["images_per_batch"], 1)))
             self.batch_size = max(min(fit, PAPER_DEFAULTS["batch_size"]),
@@ -459,18 +459,19 @@ class TrainConfig:
         if "epochs" not in given:
             self.epochs = max(self.epochs, math.ceil(BUDGET["generator_steps"] / steps))
         if "ae_epochs" not in given and self.ae_epochs:
-            self.ae_epochs = max(self.ae_epochs, math.ceil(BUDGET["ae_steps"] / math.ceil(train_images / self.batch_size)))
+            batches = math.ceil(train_images / self.batch_size)
+            self.ae_epochs = max(self.ae_epochs, math.ceil(BUDGET["ae_steps"] / batches))
         if "eval_every" not in given and self.eval_every:
             self.eval_every = max(self.eval_every, round(self.epochs / BUDGET["evaluations"]))
         self.validate()
         for name in ("batch_size", "epochs", "ae_epochs", "eval_every"):
-            if self.sources and name not in given and getattr(self, name) != paper.get(name, getattr(self, name)):
+            if self.sources and name not in given and getattr(self, name) != before[name]:
                 self.sources[name] = f"data ({train_images} training images, BUDGET)"
         return dict(train_images=train_images, batch_size=self.batch_size, epochs=self.epochs,
                     generator_steps=self.epochs * steps, ae_epochs=self.ae_epochs, eval_every=self.eval_every,
                     given=sorted(name for name in ("batch_size", "epochs", "ae_epochs", "eval_every") if name in given),
-                    changed={name: [before, getattr(self, name)] for name, before in paper.items()
-                             if before != getattr(self, name)})
+                    changed={name: [value, getattr(self, name)] for name, value in before.items()
+                             if value != getattr(self, name)})
 
     def check_fits(self, data, replicas):
         """UsageError when a batch does not fit the training split or the replicas."""

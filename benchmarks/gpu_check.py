@@ -69,8 +69,9 @@ def main(argv=None):
     missing = [name for name in REQUIRED if not run.file(name).is_file()]
     checkpoints = [str(path) for path in run.checkpoints()]
     generator = run.load_generator("last")
-    images = [np.asarray(generator([np.zeros((1, run.config["latent_dim"]), np.float32),
-                                    np.array([c], np.int32)], training=False)) for c in range(len(run.config["class_names"]))]
+    z = np.zeros((1, run.config["latent_dim"]), np.float32)
+    images = [np.asarray(generator([z, np.array([c], np.int32)], training=False))
+              for c in range(len(run.config["class_names"]))]
     in_range = all(np.isfinite(x).all() and np.abs(x).max() <= 1.0 for x in images)
     devices = [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus]
     result = dict(devices=devices or ["CPU (--allow-cpu)"], precision=run.config.get("precision"),
@@ -78,7 +79,8 @@ def main(argv=None):
                   batch_size=run.config["batch_size"], steps=args.steps, seconds_per_step=round(step, 3),
                   cpu_seconds_per_step=CPU_SECONDS_PER_STEP, speedup=round(CPU_SECONDS_PER_STEP / step, 1),
                   first_epoch_seconds=float(gan[0]["seconds"]), missing=missing, checkpoints=checkpoints,
-                  generator_in_range=bool(in_range), best=run.best() is not None, seconds=round(time.time() - started, 1))
+                  generator_in_range=bool(in_range), best=run.best() is not None,
+                  seconds=round(time.time() - started, 1))
     ok = not missing and checkpoints and in_range
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "gpu_check.json"), "w") as f:

@@ -2,9 +2,9 @@
 
     python benchmarks/quality_digits.py train_results/<digits run> [--per-class 200] [--json]
 
-Trains the project's judge (evaluators.train_judge) on the real (balanced) digits training split at the run's image size, reports
-its accuracy on the real test split, then the share of the run's generated images of each class
-that it assigns to that class. The goal for the default `make train` run is at least 90% for
+Trains the project's judge (evaluators.train_judge) on the real (balanced) digits training split at
+the run's image size, reports its accuracy on the real test split, then the share of the run's
+generated images of each class that it assigns to that class. The goal for the default `make train` run is at least 90% for
 every class, minority classes included.
 """
 import json

@@ -31,7 +31,7 @@ LATENT = 8
 OTHER_MODELS = ["bagan", "cdragan", "wgan_gp", "cgan", "acgan"]
 GAN_KEYS = {"d_loss", "g_loss", "d_real", "d_fake"}
 AIDS = ["--ema-decay", "0.9", "--diffaugment", "translation,cutout,color"]
-WITH_AIDS = ("bagan", "acgan")  # the few-images aids (EMA, DiffAugment), on the two models whose critics differ from BAGAN-GP's
+WITH_AIDS = ("bagan", "acgan")  # EMA and DiffAugment on the two models whose critics differ from BAGAN-GP's
 
 
 @pytest.fixture(scope="module")
