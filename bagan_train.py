@@ -1,6 +1,6 @@
 """Train BAGAN-GP (paper 001, Sec. 3.2 and 4), or a model it is compared with, into a run folder.
 
-    python bagan_train.py                                    # embedded digits, about 10 minutes on 2 cores
+    python bagan_train.py                                    # embedded digits, 7-25 minutes on 2 cores
     python bagan_train.py --dataset fashion_mnist --imbalanced --model bagan
     python bagan_train.py --resume train_results/<run>      # continue from its last checkpoint
 
@@ -44,7 +44,7 @@ def train(config, run_dir=None, data=None, strategy=None, verbose=1, callbacks=(
     from datasets import load_dataset, make_tf_dataset
 
     resumed = Run.open(run_dir).config if run_dir and os.path.exists(os.path.join(run_dir, CONFIG_FILE)) else None
-    data = data or load_dataset(config.dataset, config.data_dir, config.image_size, config.imbalanced, config.seed,
+    data = data or load_dataset(config.dataset, config.data_dir, config.image_size, config.imbalanced, config.split_seed,
                                 config.resize, config.window)
     budget = config.fit_budget(len(data.x_train))
     if resumed:
@@ -165,9 +165,9 @@ def adam(config, learning_rate):
 
 
 def evaluation_classifier(config, data, run):
-    """A function that returns the classifier of the in-training evaluation (--eval-every):
-    classify.py's CNN trained in float32 on the run's training split (class-weighted), kept in the
-    run folder; None when the run does not evaluate (eval_every 0 or more than its epochs, or a
+    """A function that returns the classifier of the in-training evaluation (--eval-every): the
+    judge (evaluators.train_judge: class-balanced batches) trained in float32 on the run's training
+    split, kept in the run folder; None when the run does not evaluate (eval_every 0 or more than its epochs, or a
     worker that writes nothing). callbacks.BestGenerator calls it at the first evaluation, so that
     the classifier trains in memory the GAN's steps have freed (a lower peak than training it first);
     it sets the global seeds, which the GAN does not draw from once built: its numbers stay the same."""
@@ -247,7 +247,7 @@ BUDGET = dict(images_per_batch=8, min_batch=16, generator_steps=1500, ae_steps=1
 oversampler's arrays), `TrainConfig.fit_budget`: a batch of about an eighth of the training images
 (a power of two from 16 to the paper's 128), at least `generator_steps` generator steps and
 `ae_steps` autoencoder batches, and about `evaluations` in-training evaluations. The paper's cells
-run (about 6,900 training images, batch 128, 100 epochs: 5,400 steps) keeps its settings; a folder
+run (about 6,900 training images, batch 128, 100 epochs: 5,300 steps) keeps its settings; a folder
 of 282 training images gets batch 32 and 188 epochs instead of 2 steps per epoch
 (benchmarks/RESULTS.md)."""
 BEFORE_THE_SETTING = dict(latent="paper", eval_every=0, ae_loss="mae", dropout=0.0, resize="stretch", ema_decay=0.0,
@@ -330,7 +330,11 @@ class TrainConfig:
     jit_compile: str = setting("XLA for the train step; auto = Keras' choice: on with a GPU, off on "
                                "CPU-only machines, where it measured slower (benchmarks/RESULTS.md)",
                                default="auto", choices=("auto", "true", "false"))
-    seed: int = setting("seed of the split, the weights and every draw", default=42, type=int)
+    seed: int = setting("seed of the weights and every draw (and of the split unless --split-seed)", default=42,
+                        type=int)
+    split_seed: int = setting("seed of the train/test split and of the imbalanced protocol's subsample (default: "
+                              "--seed); runs that differ only in --seed with one --split-seed share their data",
+                              type=int)
     keep_checkpoints: int = setting("how many epoch checkpoints to keep", default=2, type=int)
 
     # -------------------------------------------------------------------------------- making one
@@ -371,6 +375,9 @@ class TrainConfig:
         if config.g_learning_rate is None:
             config.g_learning_rate = config.learning_rate
             config.sources["g_learning_rate"] = "the learning rate"
+        if config.split_seed is None:
+            config.split_seed = config.seed
+            config.sources["split_seed"] = "the seed"
         config.validate()
         config.given = frozenset(given)
         return config
@@ -391,6 +398,8 @@ class TrainConfig:
             setattr(config, name, value)
         if config.g_learning_rate is None:
             config.g_learning_rate = config.learning_rate
+        if config.split_seed is None:
+            config.split_seed = config.seed
         for name, value in changes.items():
             if value is None or value == getattr(config, name) or (name, value) == ("precision", "auto"):
                 continue
@@ -598,7 +607,7 @@ def make_strategy(name):
     a machine without one (one unless configured, e.g. by the tests)."""
     if name == "multiworker" and not os.environ.get("TF_CONFIG"):
         raise UsageError("--strategy multiworker reads the cluster from TF_CONFIG, which is not set "
-                         "(see README: several GPUs or machines)")
+                         "(see docs/multi-device.md)")
     import tensorflow as tf
     if name == "default":
         return tf.distribute.get_strategy()
@@ -695,7 +704,7 @@ def show_config(config, resumed=None):
     else:
         if config.dataset not in DATASET_DEFAULTS:
             from datasets import load_dataset
-            data = load_dataset(config.dataset, config.data_dir, config.image_size, config.imbalanced, config.seed,
+            data = load_dataset(config.dataset, config.data_dir, config.image_size, config.imbalanced, config.split_seed,
                                 config.resize, config.window)
             config.fit_budget(len(data.x_train))
         sources = config.sources

@@ -78,9 +78,9 @@ import numpy as np  # noqa: E402
 
 from datasets import (BALANCED_TEST_SETS, DatasetError, add_dataset_arguments, balanced_test_set,  # noqa: E402
                       check_dataset_arguments, default_image_size)
-from evaluators import FEATURE_DIMS, LEARNING_RATE, build_cnn, predict  # noqa: E402,F401  (the one CNN)
-from runs import (GENERATORS, RESULTS_DIR, Run, UsageError, atomic_write, generated_batches,  # noqa: E402
-                  load_model, save_json)
+from evaluators import LEARNING_RATE, build_cnn, predict  # noqa: E402  (the one CNN)
+from runs import GENERATORS, RESULTS_DIR, Run, UsageError, generated_batches, load_model, save_json  # noqa: E402
+from tables import METRICS, REFERENCE, classify_table, plot_per_class_recall  # noqa: E402
 
 AFFINE = dict(rotation=0.05, translation=0.1, zoom=0.1)
 """Keras factors: rotation as a fraction of a full turn (0.05 = 18 degrees), shift and zoom as fractions of the size."""
@@ -92,15 +92,12 @@ AUGMENT_BATCH = 256
 PREDICT_BATCH = 256
 
 BALANCED_PROTOCOLS = ("digits", "fashion_mnist", "cifar10")
-REFERENCE = "balanced (real)"
 CLASSIFIERS = {
     "cnn": "CNN of paper 003 (3 conv + max-pool blocks, dense output)",
     "cnn_svm": "CNN-SVM of paper 004 (the CNN's 128-d hidden features into an RBF SVM)",
 }
 SCORES_DIR = "scores"
 """Under --out: one JSON file per (training set, seed) classifier, reused by a later call with the same inputs."""
-METRICS = [("accuracy", "Accuracy"), ("precision", "Precision"), ("recall", "Recall"), ("f1", "F1"),
-           ("top_k", "Top-{k}"), ("acsa", "ACSA"), ("g_mean", "G-mean")]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -413,7 +410,7 @@ def _protocol(args, runs):
                          "choose one with --image-size")
     image_size = args.image_size or (sizes[0] if sizes else default_image_size(dataset))
     split_seed = args.split_seed if args.split_seed is not None else \
-        int(runs[0].config.get("seed", 42)) if runs else 42
+        int(runs[0].config["split_seed"]) if runs else 42
     data_dir = args.data_dir if args.data_dir is not None else (runs[0].config.get("data_dir") if runs else None)
     for run in runs:
         config = run.config
@@ -424,8 +421,8 @@ def _protocol(args, runs):
             raise UsageError(f"{run.path} was trained on the {'imbalanced' if config.get('imbalanced') else 'balanced'}"
                              f" protocol: run {want} --imbalanced (another protocol's test split may hold its"
                              " training images)")
-        if int(config.get("seed", 42)) != split_seed:
-            raise UsageError(f"{run.path} was trained on the split of seed {config.get('seed', 42)}, not "
+        if int(config["split_seed"]) != split_seed:
+            raise UsageError(f"{run.path} was trained on the split of seed {config['split_seed']}, not "
                              f"{split_seed}: its generator may have seen test images (see --split-seed)")
     resize = args.resize or (runs[0].config["resize"] if runs else "pad")
     window = list(args.window) if args.window else (runs[0].config.get("window") if runs else None)
@@ -492,9 +489,9 @@ def added_images(row, x, y, seed, num_classes, pool, flip):
 def score_inputs(args, key, top_k, row, seed) -> dict:
     """Everything one (row, seed) classifier depends on: its score is reused only when all of it is the same."""
     generator = None
-    if row.generator_path:
-        stat = os.stat(row.generator_path)
-        generator = dict(path=os.path.abspath(row.generator_path), bytes=stat.st_size, mtime_ns=stat.st_mtime_ns)
+    if row.generator_path:  # by content: a run folder copied or moved keeps its scores
+        with open(row.generator_path, "rb") as f:
+            generator = dict(sha256=hashlib.file_digest(f, "sha256").hexdigest(), bytes=os.path.getsize(row.generator_path))
     return dict(key, classifier=args.classifier, epochs=args.epochs, patience=args.patience,
                 batch_size=args.batch_size, val_share=args.val_share, affine_flip=args.affine_flip, top_k=top_k,
                 learning_rate=LEARNING_RATE, row=row.name, kind=row.kind, generator=generator, seed=seed)
@@ -580,113 +577,6 @@ def run_protocol(args, data, rows, pool, key, top_k, scores_dir=None) -> dict:
 # Output
 
 
-def _cell(mean, std, fmt=".3f"):
-    if mean is None:
-        return "n/a"
-    return f"{mean:{fmt}}" if std is None else f"{mean:{fmt}} ± {std:{fmt}}"
-
-
-def _format_grid(table):
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    return ["  ".join([r[0].ljust(widths[0])] + [v.rjust(w) for v, w in zip(r[1:], widths[1:])]) for r in table]
-
-
-ACSA_G_MEAN = ("ACSA: the mean of the per-class recalls; G-mean: their geometric mean, 0 when any class is "
-               "never recognised.")
-ONE_CLASS_MARK = "*"
-
-
-def one_class_seeds(row) -> dict:
-    """{class index: [seeds]} of the seeds whose classifier predicted that one class for every test
-    image (from predicted_counts; empty for scores saved before they were kept)."""
-    found = {}
-    for scored in row["per_seed"]:
-        counts = scored.get("predicted_counts")
-        if counts and sum(1 for n in counts if n) == 1:
-            found.setdefault(next(c for c, n in enumerate(counts) if n), []).append(scored["seed"])
-    return found
-
-
-def format_table(result) -> str:
-    """Paper 004's Table 1 layout (a row per training set) with what ACSA and G-mean are and a
-    footnote on rows whose classifier predicts one class only, then the per-class recall."""
-    protocol = "imbalanced" if result["imbalanced"] else "balanced"
-    size = result["image_size"]
-    seeds = result["seeds"]
-    train, test = result["train_counts"], result["test_counts"]
-    spread = "mean ± sample standard deviation" if len(seeds) > 1 else "one seed"
-    lines = [
-        f"Dataset: {result['dataset']} ({protocol} protocol, {size}x{size}, split seed {result['split_seed']})",
-        f"Classifier: {result['classifier_description']}",
-        f"Training split: {sum(train)} images ({', '.join(map(str, train))}); "
-        f"{sum(result['validation_counts'])} real ones held out for early stopping",
-        f"Test set ({result['test_set']}): {result['test_set_description']}, {sum(test)} images "
-        f"({', '.join(map(str, test))})",
-        f"Seeds: {', '.join(map(str, seeds))} ({spread})",
-        "",
-    ]
-    names = [(key, label.format(k=result["top_k"])) for key, label in METRICS
-             if key != "top_k" or result["top_k"]]
-    table = [["Training set", "Images", *(label for _, label in names)]]
-    notes = []
-    for row in result["rows"]:
-        one_class = one_class_seeds(row)
-        table.append([row["name"] + (f" {ONE_CLASS_MARK}" if one_class else ""), str(row["train_images"]),
-                      *(_cell(row["mean"][key], row["std"][key]) for key, _ in names)])
-        for c, found in one_class.items():
-            which = f"seed {found[0]}" if len(found) == 1 else f"seeds {', '.join(map(str, found))}"
-            notes.append(f"{ONE_CLASS_MARK} {row['name']}: predicts only class {result['class_names'][c]} for every "
-                         f"test image" + (f" ({which} of {len(seeds)})" if len(seeds) > 1 else ""))
-    lines += _format_grid(table)
-    lines += [ACSA_G_MEAN, *notes]
-    lines += ["", "Per-class recall (mean over the seeds); test images per class in brackets"]
-    table = [["Training set", *(f"{n} ({t})" for n, t in zip(result["class_names"], test))]]
-    for row in result["rows"]:
-        table.append([row["name"], *(_cell(v, None, ".2f") for v in row["mean"]["per_class_recall"])])
-    lines += _format_grid(table)
-    lines += [f"Generator of {row['name']}: {row['generator']}" for row in result["rows"] if row.get("generator")]
-    if result["reference"]:
-        ref = result["reference"]
-        lines += ["", f"The '{REFERENCE}' row fills every class up with real images that the imbalance rule left out "
-                      f"({ref['pool_images']} available); the balanced protocol's own training split holds "
-                      f"{ref['test_images_in_balanced_training_split']} of the test images, so it is not used."]
-    return "\n".join(lines)
-
-
-def bar_colour(i):
-    """The colour of the i-th row of a bar chart: matplotlib's tab20, its ten hues first, then their
-    light shades, so that up to 20 rows never share one."""
-    from matplotlib import colormaps
-    return colormaps["tab20"]((2 * i) % 20 + (2 * i) // 20 % 2)
-
-
-def plot_per_class_recall(result, path):
-    """per_class_recall.png: classes on the x axis, one bar per training set (error bar: std)."""
-    from matplotlib.figure import Figure  # no pyplot: a notebook's backend stays as it is
-    names = result["class_names"]
-    rows = result["rows"]
-    seeds = len(result["seeds"])
-    width = 0.8 / len(rows)
-    fig = Figure(figsize=(max(6.0, 0.6 * len(names) * (1 + 0.3 * min(len(rows), 4))), 4))
-    ax = fig.subplots()
-    positions = np.arange(len(names))
-    for i, row in enumerate(rows):
-        mean = [np.nan if v is None else v for v in row["mean"]["per_class_recall"]]
-        std = [0.0 if v is None else v for v in row["std"]["per_class_recall"]]
-        ax.bar(positions + (i - (len(rows) - 1) / 2) * width, mean, width, yerr=std if seeds > 1 else None,
-               capsize=2, label=row["name"], color=bar_colour(i))
-    ax.set_xticks(positions, [f"{n}\n({t})" for n, t in zip(names, result["test_counts"])])
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("test recall")
-    ax.set_xlabel("class (test images)")
-    protocol = "imbalanced" if result["imbalanced"] else "balanced"
-    spread = f"mean and std over {seeds} seeds" if seeds > 1 else "one seed"
-    ax.set_title(f"{result['dataset']} ({protocol}), {result['classifier']}: per-class test recall ({spread})")
-    ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight"))
-
-
 def default_out_dir(dataset):
     name = os.path.basename(os.path.normpath(dataset))
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -752,7 +642,7 @@ def main(argv=None):
     result["out_dir"] = str(out)
     save_json(out / "results.json", result)
     plot_per_class_recall(result, out / "per_class_recall.png")
-    print(json.dumps(result) if args.json else format_table(result))
+    print(json.dumps(result) if args.json else classify_table(result))
     return 0
 
 

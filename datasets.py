@@ -829,7 +829,7 @@ def add_dataset_arguments(parser, defaults):
     group = parser.add_argument_group("dataset")
     group.add_argument("--dataset", help=f"{', '.join(DATASET_NAMES)} or a folder of class subfolders "
                                          f"(default: {said['dataset']})")
-    group.add_argument("--data-dir", help="where the dataset's files are (default: searched, see README)")
+    group.add_argument("--data-dir", help="where the dataset's files are (default: searched, see docs/training.md#datasets)")
     group.add_argument("--imbalanced", action=argparse.BooleanOptionalAction,
                        help=f"the paper's imbalanced protocol of digits, fashion_mnist, cifar10 "
                             f"(default: {said['imbalanced']})")

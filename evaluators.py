@@ -13,17 +13,33 @@ real images before anything trusts it.
   held-out (test) images (metrics.chance_check): per-class recall, ACSA, and a permutation test
   against chance; the check travels with the judge and is recorded beside it.
 * `class_scores`: the in-training evaluation's per-class KID and recognition of a generator.
+* `feature_network`: a judge kept as a file for fid.py's and compare.py's classifier features,
+  with its check and its data beside it (`<name>.json`), named by `weights_hash`: numbers from two
+  networks are in two feature spaces and are never compared.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 
 from metrics import chance_check
-from runs import generated_batches
+from datasets import keras_home
+from runs import UsageError, atomic_write, generated_batches
 
+INCEPTION_WEIGHTS_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
+INCEPTION_WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/"
+                         f"inception_v3/{INCEPTION_WEIGHTS_FILE}")
+INCEPTION_WEIGHTS_MD5 = "bcbd6486424b2319ff4ef7d526e38f63"
+"""MD5 of the official file, as Keras checks it when it downloads the weights itself."""
 FEATURE_DIMS = 128
+FEATURE_EPOCHS = 10
+"""Passes over the training split of a feature network (at least JUDGE_MIN_STEPS batches)."""
 LEARNING_RATE = 1e-3
 JUDGE_BATCH = 64
 JUDGE_MIN_STEPS = 400
@@ -137,3 +153,70 @@ def class_scores(generator, classifier, real_features, per_class, seed=0, batch_
         kid.append(kernel_inception_distance(real, features) if len(real) > 1 else math.nan)
         recognised.append(float(np.mean(np.argmax(logits, axis=1) == c)))
     return kid, recognised
+
+
+def weights_hash(model):
+    """The first 16 hex digits of SHA-256 over every weight's shape and float32 values, in order: the
+    name of a feature space, the same after a save and a load (unlike the bytes of the .keras file)."""
+    import keras
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        value = np.ascontiguousarray(keras.ops.convert_to_numpy(weight), np.float32)
+        digest.update(repr(value.shape).encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def feature_meta_path(path):
+    """The JSON beside a feature network: its hash, the data it was trained on and its check."""
+    return Path(path).with_suffix(".json")
+
+
+def read_feature_meta(path):
+    """A feature network's JSON (None when there is none or it cannot be read)."""
+    try:
+        return json.loads(feature_meta_path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def feature_network(path, data, dataset_key, seed=0, refuse=True, say=None):
+    """The judge at `path` (.keras) for the data of `dataset_key`, trained now (train_judge,
+    FEATURE_EPOCHS) unless a checked one of the same data is there; returns its JSON (hash,
+    dataset, check). UsageError, in one line, when it cannot tell the classes apart on held-out
+    images and `refuse`: its features would mean nothing."""
+    from metrics import describe_check
+    path = Path(path)
+    meta = read_feature_meta(path) if path.is_file() else None
+    if meta is None or meta.get("dataset") != dataset_key or "check" not in meta or "hash" not in meta:
+        say = say or (lambda message: print(message, file=sys.stderr, flush=True))
+        say(f"training the feature network on {len(data.x_train)} real training images -> {path}")
+        start = time.perf_counter()
+        model, check = train_judge(data, seed, FEATURE_EPOCHS)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, model.save)
+        meta = dict(hash=weights_hash(model), dataset=dataset_key, epochs=FEATURE_EPOCHS, check=check)
+        atomic_write(feature_meta_path(path), lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2)))
+        say(f"feature network {meta['hash']} trained in {time.perf_counter() - start:.1f} s; {describe_check(check)}")
+    if refuse and not meta["check"]["trusted"]:
+        raise UsageError(f"the feature network {path.name} cannot tell the classes apart: "
+                         f"{meta['check']['reason']}; its FID, KID and manifold measures would mean nothing "
+                         "(use --features inception, or more images per class)")
+    return meta
+
+
+def inception_weights_path(weights=None):
+    """The ImageNet weights file to use: --weights PATH, else the Keras cache; None for 'random'."""
+    if weights == "random":
+        return None
+    get = f"download {INCEPTION_WEIGHTS_URL}"
+    if weights:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise UsageError(f"weights file {path} does not exist: {get} and pass its path to --weights")
+        return path
+    path = keras_home() / "models" / INCEPTION_WEIGHTS_FILE
+    if not path.is_file():
+        raise UsageError(f"InceptionV3 ImageNet weights not found: {get} and save it as {path} "
+                         "(or pass --weights PATH; --weights random only for smoke runs, not comparable)")
+    return path

@@ -56,18 +56,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from datasets import add_dataset_arguments, check_dataset_arguments, keras_home  # noqa: E402
-from metrics import (NEIGHBOURS, SingularCovarianceWarning, copy_ratios, density_coverage,  # noqa: E402,F401
-                     describe_check, feature_statistics, frechet_distance, kernel_inception_distance, knn_radii,
-                     memorisation, minimum_images, nearest_neighbours, precision_recall, psd_sqrt,
-                     trace_sqrt_product)
+from datasets import add_dataset_arguments, check_dataset_arguments  # noqa: E402
+from metrics import (NEIGHBOURS, SingularCovarianceWarning, copy_ratios, density_coverage,  # noqa: E402
+                     feature_statistics, kernel_inception_distance, memorisation, minimum_images, precision_recall,
+                     psd_sqrt, trace_sqrt_product)
 from runs import GENERATORS, Run, UsageError, atomic_write, generated_batches, load_model  # noqa: E402
+from evaluators import (INCEPTION_WEIGHTS_FILE, INCEPTION_WEIGHTS_MD5,  # noqa: E402
+                        inception_weights_path)
+from tables import GENERATED, MEASURES, REAL_TRAIN, RECONSTRUCTED, fid_table  # noqa: E402
 
-INCEPTION_WEIGHTS_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
-INCEPTION_WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/"
-                         f"inception_v3/{INCEPTION_WEIGHTS_FILE}")
-INCEPTION_WEIGHTS_MD5 = "bcbd6486424b2319ff4ef7d526e38f63"
-"""MD5 of the official file, as Keras checks it when it downloads the weights itself."""
 INCEPTION_SIZE = 299
 INCEPTION_DIMS = 2048
 
@@ -85,9 +82,6 @@ NEIGHBOUR_PICTURE_CLASSES = 3
 NEIGHBOUR_PICTURE_IMAGES = 8
 NEIGHBOUR_PICTURE = "nearest_neighbours.png"
 
-GENERATED = "generated"
-RECONSTRUCTED = "Rec. samples (Autoencoder)"
-REAL_TRAIN = "Real samples (Train)"
 
 
 @dataclass
@@ -186,6 +180,9 @@ class FeatureExtractor:
     description: str
     dims: int
     comparable: bool = True
+    hash: str | None = None
+    """The feature space's name: evaluators.weights_hash of a classifier, the weights file's SHA-256 of
+    InceptionV3 (16 hex digits); None for random weights."""
     images: int = field(default=0, init=False)
 
     def __call__(self, images) -> np.ndarray:
@@ -248,23 +245,6 @@ def _file_digests(path):
     return sha.hexdigest(), md5.hexdigest()
 
 
-def inception_weights_path(weights=None):
-    """The ImageNet weights file to use: --weights PATH, else the Keras cache; None for 'random'."""
-    if weights == "random":
-        return None
-    get = f"download {INCEPTION_WEIGHTS_URL}"
-    if weights:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise UsageError(f"weights file {path} does not exist: {get} and pass its path to --weights")
-        return path
-    path = keras_home() / "models" / INCEPTION_WEIGHTS_FILE
-    if not path.is_file():
-        raise UsageError(f"InceptionV3 ImageNet weights not found: {get} and save it as {path} "
-                         "(or pass --weights PATH; --weights random only for smoke runs, not comparable)")
-    return path
-
-
 def inception_extractor(weights_path=None, seed=0) -> FeatureExtractor:
     """InceptionV3 average-pool features; ImageNet weights from `weights_path`, random if None."""
     import keras
@@ -293,49 +273,46 @@ def inception_extractor(weights_path=None, seed=0) -> FeatureExtractor:
         f"weights from {weights_path} (not the official Keras file)"
     return FeatureExtractor(tf.function(features, reduce_retracing=True),
                             f"inception_v3/sha256-{sha256}/keras-{keras.__version__}",
-                            f"{name}, {origin}", INCEPTION_DIMS)
+                            f"{name}, {origin}", INCEPTION_DIMS, hash=sha256[:16])
 
 
 # ---------------------------------------------------------------------------------------------
 # Classifier features
 
 
-def classifier_model_path(run_dir, data, dataset_key, seed=0, refuse=True):
-    """`fid_classifier.keras` in run_dir: the judge of evaluators.train_judge, trained now unless one
-    for the same dataset (and checked, as every judge now is) is there. UsageError, in one line,
-    when it cannot tell the classes apart on the held-out images: its features would mean nothing."""
-    from evaluators import train_judge
-    from metrics import describe_check
-    path, meta_path = Path(run_dir) / CLASSIFIER_FILE, Path(run_dir) / CLASSIFIER_META
-    meta = None
-    if path.is_file() and meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text())
-            if meta["dataset"] != dataset_key or "check" not in meta:
-                meta = None
-        except (OSError, ValueError, KeyError):
-            meta = None
-    if meta is None:
-        print(f"[fid] training the feature classifier on {len(data.x_train)} real training images "
-              f"-> {path}", file=sys.stderr, flush=True)
-        start = time.perf_counter()
-        model, check = train_judge(data, seed, CLASSIFIER_EPOCHS)
-        atomic_write(path, model.save)
-        meta = dict(dataset=dataset_key, epochs=CLASSIFIER_EPOCHS, check=check)
-        atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2)))
-        print(f"[fid] feature classifier trained in {time.perf_counter() - start:.1f} s; "
-              f"{describe_check(check)}", file=sys.stderr, flush=True)
-    if refuse and not meta["check"]["trusted"]:
-        raise UsageError(f"the classifier feature space of {path} cannot tell the classes apart: "
-                         f"{meta['check']['reason']}; its FID, KID and manifold measures would mean nothing "
-                         "(use --features inception, or more images per class)")
-    return path
+def space_key(key):
+    """The data a feature network was trained on, with no path of this machine: a network made here
+    scores runs of the same data anywhere."""
+    return dict(dataset=os.path.basename(os.path.normpath(key["dataset"])), imbalanced=key["imbalanced"],
+                image_size=key["image_size"], split_seed=key["seed"], resize=key["resize"], window=key["window"])
 
 
-def classifier_extractor(model_path) -> FeatureExtractor:
-    """Features of the 'features' layer of a saved classifier; images resized to its input."""
+def feature_network_for(args, runs, data, key):
+    """(path, its JSON) of the classifier features: --features PATH as given (refused, in one line,
+    when its JSON names other data), or fid_classifier.keras in the first run folder, trained when
+    missing (evaluators.feature_network)."""
+    from evaluators import feature_network, read_feature_meta
+    refuse = not args.keep_untrusted
+    if args.features == "classifier":
+        path = runs[0].file(CLASSIFIER_FILE)
+        return path, feature_network(path, data, space_key(key), key["seed"], refuse,
+                                     say=lambda message: print(f"[fid] {message}", file=sys.stderr, flush=True))
+    path = Path(args.features)
+    meta = read_feature_meta(path)
+    if meta and meta.get("dataset") != space_key(key):
+        raise UsageError(f"the feature network {path} was trained on other data ({json.dumps(meta.get('dataset'))}),"
+                         f" not on {json.dumps(space_key(key))}")
+    if meta and refuse and not meta["check"]["trusted"]:
+        raise UsageError(f"the feature network {path} cannot tell the classes apart: {meta['check']['reason']}")
+    return path, meta
+
+
+def classifier_extractor(model_path, meta=None) -> FeatureExtractor:
+    """Features of the 'features' layer of a saved classifier; images resized to its input. Named by
+    its weights' hash (evaluators.weights_hash)."""
     import keras
     import tensorflow as tf
+    from evaluators import weights_hash
     model = load_model(model_path)
     features_model = keras.Model(model.inputs, model.get_layer("features").output)
     size, channels = model.input_shape[1:3], model.input_shape[3]
@@ -349,16 +326,12 @@ def classifier_extractor(model_path) -> FeatureExtractor:
             x = tf.image.resize(x, size, method="bilinear")
         return features_model(x, training=False)
 
-    sha256, _ = _file_digests(model_path)
-    meta_path = Path(model_path).with_name(CLASSIFIER_META)
-    accuracy = ""
-    if meta_path.is_file():
-        with open(meta_path) as f:
-            check = json.load(f).get("check")
-        if check:
-            accuracy = f", held-out mean per-class recall {check['acsa']:.1%} (chance {check['chance']:.1%})"
-    return FeatureExtractor(tf.function(features, reduce_retracing=True), f"classifier/sha256-{sha256}",
-                            f"classifier penultimate layer ({dims}-d) of {model_path}{accuracy}", dims)
+    weights = weights_hash(model)
+    check = (meta or {}).get("check")
+    accuracy = f", held-out mean per-class recall {check['acsa']:.1%} (chance {check['chance']:.1%})" if check else ""
+    return FeatureExtractor(tf.function(features, reduce_retracing=True), f"classifier/weights-{weights}",
+                            f"classifier penultimate layer ({dims}-d), weights {weights} ({Path(model_path).name})"
+                            f"{accuracy}", dims, hash=weights)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -427,7 +400,7 @@ def dataset_key(run, args):
         data_dir=os.path.abspath(data_dir) if data_dir else None,
         imbalanced=bool(config.get("imbalanced", False) if args.imbalanced is None else args.imbalanced),
         image_size=int(args.image_size or config["image_size"]),
-        seed=int(config.get("seed", 42) if args.split_seed is None else args.split_seed),
+        seed=int(config["split_seed"] if args.split_seed is None else args.split_seed),
         resize=args.resize or config["resize"],
         window=list(args.window) if args.window else config.get("window"),
     )
@@ -468,23 +441,6 @@ class Scoring:
         return FeatureSet(extract_features(batches, self.extractor, total, label))
 
 
-MEASURES = {  # key: (table title, format, what it says)
-    "fid": ("FID", ".2f", "Frechet distance to the test images of the class (lower is better)"),
-    "kid": ("KID", ".4f", "kernel inception distance to them, unbiased (lower is better)"),
-    "precision": ("Precision", ".2f", f"share of the images inside the test images' {NEIGHBOURS}-NN manifold "
-                                      "(realism, higher is better)"),
-    "recall": ("Recall", ".2f", f"share of the test images inside the images' {NEIGHBOURS}-NN manifold "
-                                "(variety, higher is better)"),
-    "density": ("Density", ".2f", f"test-image {NEIGHBOURS}-NN balls holding an image, on average, over "
-                                  f"{NEIGHBOURS} (about 1 when distributed like the test images)"),
-    "coverage": ("Coverage", ".2f", f"share of the test images whose {NEIGHBOURS}-NN ball holds an image "
-                                    "(higher is better)"),
-    "memorised": ("Memorised", ".2f", "share of the images nearer to a training image of their class than a "
-                                      "typical training image is to its nearest neighbour (copies 1; new "
-                                      "images like the real ones about 0.5)"),
-    "copy_ratio": ("NN ratio", ".2f", "median of that distance over the typical one (copies 0; new images "
-                                      "like the real ones about 1)"),
-}
 
 
 def _row(name, kind, reference, train, feature_sets, comparable, run=None):
@@ -495,7 +451,7 @@ def _row(name, kind, reference, train, feature_sets, comparable, run=None):
         ("density", "coverage"): [density_coverage(r.features, f.features) for r, f in zip(reference, feature_sets)],
         ("memorised", "copy_ratio"): [memorisation(t.features, f.features) for t, f in zip(train, feature_sets)],
     }
-    row = dict(name=name, type=kind, run_dir=str(run.path) if run else None,
+    row = dict(name=name, type=kind, run=run.name if run else None, run_dir=str(run.path) if run else None,
                counts=[len(f.features) for f in feature_sets],
                fid=_nan_to_none([ref.fid(f) for ref, f in zip(reference, feature_sets)]),
                kid=_nan_to_none([ref.kid(f) for ref, f in zip(reference, feature_sets)]),
@@ -575,11 +531,10 @@ def score(args) -> dict:
             raise UsageError(f"{run.path} was trained on classes {run.config['class_names']}, "
                              f"but the dataset has {data.class_names}")
     judge = None
-    if args.features == "classifier":
-        model_path = classifier_model_path(runs[0].path, data, key, key["seed"],
-                                           refuse=not getattr(args, "keep_untrusted", False))
-        judge = json.loads(Path(model_path).with_name(CLASSIFIER_META).read_text())["check"]
-        extractor = classifier_extractor(model_path)
+    if args.features != "inception":
+        model_path, meta = feature_network_for(args, runs, data, key)
+        judge = (meta or {}).get("check")
+        extractor = classifier_extractor(model_path, meta)
     else:
         extractor = inception_extractor(weights, seed=args.seed)
     scoring = Scoring(data, key, extractor, Path(args.cache_dir or default_cache_dir()),
@@ -617,7 +572,8 @@ def score(args) -> dict:
     return dict(
         dataset=key["dataset"], data_dir=key["data_dir"], imbalanced=key["imbalanced"],
         image_size=key["image_size"], split_seed=key["seed"],
-        features=args.features, feature_space=extractor.description, feature_dims=extractor.dims,
+        features="inception" if args.features == "inception" else "classifier", feature_space=extractor.description,
+        feature_hash=extractor.hash, feature_dims=extractor.dims,
         comparable=extractor.comparable,
         note=("not comparable: random feature weights, for tests and smoke runs only" if not extractor.comparable
               else f"UNRELIABLE, every number: the feature classifier cannot tell the classes apart ({judge['reason']})"
@@ -656,58 +612,6 @@ def neighbour_picture(path, run_name, data, scoring, train, generated, kept):
                             pairs)
 
 
-def _cell(value, fmt):
-    return "n/a" if value is None else format(value, fmt)
-
-
-def format_table(result) -> str:
-    """Paper Table 4 layout: a row per run (and baseline), a column per class with its count."""
-    header = [f"{c['name']} ({c['reference_count']} samples)" for c in result["classes"]]
-    mark = "" if result["comparable"] else " [not comparable]"
-    names = [row["name"] + mark for row in result["rows"]]
-    protocol = "imbalanced" if result["imbalanced"] else "balanced"
-    lines = [
-        f"Dataset: {result['dataset']} ({protocol}, {result['image_size']}x{result['image_size']}, "
-        f"split seed {result['split_seed']})",
-        f"Features: {result['feature_space']}",
-        f"Generated: {result['generated_per_class']} images per class per run (noise seed "
-        f"{result['noise_seed']}); reference: the test images of each class (count in the header)",
-    ]
-    if result["note"]:
-        lines.append(f"NOTE: {result['note']}")
-    if result.get("judge"):
-        lines.append(f"Feature classifier's check: {describe_check(result['judge'])}")
-    too_few = [set(c.get("too_few", ())) for c in result["classes"]]
-    for key, (metric, fmt, _) in MEASURES.items():
-        table = [[metric, *header]] + [[n, *(_cell(v, fmt) + ("*" if key in short else "")
-                                             for v, short in zip(row[key], too_few))]
-                                       for n, row in zip(names, result["rows"])]
-        widths = [max(len(r[i]) for r in table) for i in range(len(header) + 1)]
-        lines.append("")
-        for r in table:
-            lines.append("  ".join([r[0].ljust(widths[0])] + [v.rjust(w) for v, w in zip(r[1:], widths[1:])]))
-    lines.append("")
-    if any(too_few):
-        need = result["minimum_images"]
-        lines.append(f"*: computed from fewer test images of the class than the measure needs, unreliable: FID needs "
-                     f"{need['fid']} (the feature dimensions + 1, for a covariance of full rank), precision, recall, "
-                     f"density and coverage {need['precision']} (10 k, so that a {NEIGHBOURS}-NN ball spans at most a "
-                     f"tenth of the images), KID {need['kid']} (metrics.KID_MIN_IMAGES); memorisation is measured "
-                     "against the training images")
-    lines += [f"{title}: {meaning}" for title, _, meaning in MEASURES.values()]
-    lines.append("The training images of each class, for Memorised and NN ratio: "
-                 + ", ".join(f"{c['name']}: {n}" for c, n in zip(result["classes"], result["train_counts"])))
-    lines += [f"Generator of {row['name']}: {row['generator']}" for row in result["rows"] if row.get("generator")]
-    lines += [f"Nearest training images of the smallest classes, {name}: {path}" for name, path in result["pictures"].items()]
-    for row in result["rows"]:
-        if row["type"] == "reconstructed":
-            lines.append(f"{row['name']}: the run's autoencoder reconstructions of the training images of each class")
-        elif row["type"] == "real_train":
-            counts = ", ".join(f"{c['name']}: {n}" for c, n in zip(result["classes"], row["counts"]))
-            lines.append(f"{row['name']}: the training images of each class ({counts})")
-    return "\n".join(lines)
-
-
 def parse_args(argv=None):
     from console import ArgumentParser
     p = ArgumentParser(
@@ -726,8 +630,13 @@ def parse_args(argv=None):
                    help=f"the reference rows '{RECONSTRUCTED}' (runs with an autoencoder) and '{REAL_TRAIN}', "
                         "the scale every number is read on (default: on, each where it can be made; --baselines "
                         "refuses runs that cannot give both)")
-    p.add_argument("--features", choices=["inception", "classifier"], default="inception",
-                   help="InceptionV3 (ImageNet) features, or a CNN trained on the dataset")
+    p.add_argument("--features", default="inception", metavar="inception|classifier|PATH",
+                   help="InceptionV3 (ImageNet) features; a CNN trained on the dataset's training split (kept "
+                        f"as {CLASSIFIER_FILE} in the first run folder); or such a network's .keras file, e.g. "
+                        "one committed under results/, to score in its feature space (named by its weights' hash)")
+    p.add_argument("--keep-untrusted", action="store_true",
+                   help="score even with a feature classifier that cannot tell the classes apart (every number "
+                        "is then marked UNRELIABLE)")
     p.add_argument("--weights", metavar="PATH|random",
                    help=f"InceptionV3 weights file (default: $KERAS_HOME/models/{INCEPTION_WEIGHTS_FILE}); "
                         "'random': untrained, not comparable")
@@ -746,6 +655,8 @@ def parse_args(argv=None):
         p.error("--batch-size must be at least 1")
     if args.weights and args.features != "inception":
         p.error("--weights applies to --features inception")
+    if args.features not in ("inception", "classifier") and not os.path.isfile(args.features):
+        p.error(f"--features {args.features}: not inception, classifier or a .keras file")
     return args
 
 
@@ -769,7 +680,7 @@ def main(argv=None):
     for message in messages:
         print(f"warning: {message}", file=sys.stderr)
     result["warnings"] = messages
-    print(json.dumps(result) if args.json else format_table(result))
+    print(json.dumps(result) if args.json else fid_table(result))
     return 0
 
 

@@ -135,6 +135,7 @@ def _complete(config):
     """config.json of runs written before it recorded the model and its autoencoder, completed."""
     config.setdefault("model", "bagan_gp")
     config.setdefault("resize", "stretch")
+    config.setdefault("split_seed", config.get("seed", 42))
     if "autoencoder" not in config:
         kinds = {"v1": "unsupervised", "v2": "unsupervised", "v3": "supervised"}
         config["autoencoder"] = ("unsupervised" if config["model"] == "bagan" else

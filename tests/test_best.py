@@ -16,6 +16,8 @@ from PIL import Image
 import bagan_train
 import fid
 import generate
+import tables
+import metrics
 from runs import BEST_FILE, BEST_GENERATOR_FILE, EVAL_CLASSIFIER_FILE, Run, UsageError
 
 CLASSES = [str(c) for c in range(10)]
@@ -107,10 +109,10 @@ def test_commands_use_the_best_generator_and_say_so(evaluated, tmp_path, capsys)
     assert "has no generator_best.keras" in capsys.readouterr().err
     args = fid.parse_args([str(run), "--weights", "random", "--per-class", "4", "--real-per-class", "4",
                            "--out", str(tmp_path / "pictures"), "--cache-dir", str(tmp_path / "cache")])
-    with pytest.warns(fid.SingularCovarianceWarning):
+    with pytest.warns(metrics.SingularCovarianceWarning):
         result = fid.score(args)
     assert result["rows"][0]["generator"].startswith("best (epoch")
-    assert "Generator of evaluated: best (epoch" in fid.format_table(result)
+    assert "Generator of evaluated: best (epoch" in tables.fid_table(result)
 
 
 def tiny_generator_run(folder, **config):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,8 @@ from sklearn.metrics import (accuracy_score, balanced_accuracy_score, precision_
 REPO = Path(__file__).resolve().parents[1]
 
 import classify
+import evaluators
+import tables
 import datasets
 from datasets import load_dataset, to_uint8
 
@@ -102,7 +105,7 @@ def test_table_says_what_acsa_and_g_mean_are_and_flags_a_one_class_classifier():
                   classifier_description="a CNN", train_counts=[20, 6, 4], validation_counts=[2, 1, 1],
                   test_set="holdout", test_set_description="the hold-out", test_counts=[6, 3, 3], top_k=2,
                   class_names=["healthy", "ring", "schizont"], reference=None, rows=rows)
-    lines = classify.format_table(result).splitlines()
+    lines = tables.classify_table(result).splitlines()
     assert any(line.startswith("none *") for line in lines)
     assert not any(line.startswith("affine *") for line in lines)
     assert "* none: predicts only class healthy for every test image (seed 0 of 2)" in lines
@@ -119,7 +122,7 @@ def test_default_top_k():
 
 def test_summary_is_mean_and_sample_std():
     def seed_metrics(value, recalls):
-        return dict({key: value for key, _ in classify.METRICS}, per_class_recall=recalls)
+        return dict({key: value for key, _ in tables.METRICS}, per_class_recall=recalls)
     mean, std = classify.summarize([seed_metrics(0.5, [0.0, 1.0]), seed_metrics(0.7, [0.5, None])])
     assert mean["accuracy"] == pytest.approx(0.6)
     assert std["accuracy"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
@@ -245,11 +248,11 @@ def test_cnn_svm_runs_end_to_end():
 
 
 def test_cnn_has_the_papers_layers():
-    model = classify.build_cnn((32, 32, 1), 10)
+    model = evaluators.build_cnn((32, 32, 1), 10)
     kinds = [type(layer).__name__ for layer in model.layers]
     assert kinds.count("Conv2D") == 3 and kinds.count("MaxPooling2D") == 3
     assert kinds[-1] == "Dense" and model.output_shape == (None, 10)
-    assert model.get_layer("features").output.shape[-1] == classify.FEATURE_DIMS
+    assert model.get_layer("features").output.shape[-1] == evaluators.FEATURE_DIMS
     assert model.optimizer.learning_rate.numpy() == pytest.approx(1e-3)
 
 
@@ -272,7 +275,7 @@ def test_cli_json_has_a_row_per_training_set(cli_run, tiny_run):
     proc, out = cli_run
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert [row["name"] for row in result["rows"]] == [classify.REFERENCE, "none", "affine", tiny_run.name]
+    assert [row["name"] for row in result["rows"]] == [tables.REFERENCE, "none", "affine", tiny_run.name]
     assert [row["kind"] for row in result["rows"]] == ["reference", "none", "affine", "generator"]
     assert result["imbalanced"] is True and result["image_size"] == 32 and result["seeds"] == [0]
     assert result["test_counts"] == [54] * 10  # balanced: digits outside the training split
@@ -280,7 +283,7 @@ def test_cli_json_has_a_row_per_training_set(cli_run, tiny_run):
     fit = (np.array(result["train_counts"]) - np.array(result["validation_counts"])).tolist()
     rows = {row["name"]: row for row in result["rows"]}
     assert rows["none"]["train_counts"] == fit
-    for name in (classify.REFERENCE, "affine", tiny_run.name):
+    for name in (tables.REFERENCE, "affine", tiny_run.name):
         assert rows[name]["train_counts"] == [max(fit)] * 10
     for row in result["rows"]:
         assert len(row["per_seed"]) == 1 and row["per_seed"][0]["epochs"] == 1
@@ -295,31 +298,36 @@ def test_cli_json_has_a_row_per_training_set(cli_run, tiny_run):
 
 def test_table_has_paper_columns_and_a_row_per_training_set(cli_run, tiny_run):
     proc, _ = cli_run
-    table = classify.format_table(json.loads(proc.stdout))
+    table = tables.classify_table(json.loads(proc.stdout))
     header = next(line for line in table.splitlines() if line.startswith("Training set"))
     for column in ("Accuracy", "Precision", "Recall", "F1", "Top-2", "ACSA", "G-mean"):
         assert column in header
-    for name in (classify.REFERENCE, "none", "affine", tiny_run.name):
+    for name in (tables.REFERENCE, "none", "affine", tiny_run.name):
         assert sum(line.startswith(name) for line in table.splitlines()) == 2
     assert "Test set (balanced): digits not in the training split" in table
 
 
-def test_a_second_call_with_the_same_out_trains_only_what_changed(cli_run, tiny_run):
-    """Each (row, seed) score is kept under <out>/scores; a newer generator file retrains its row only."""
+def test_a_second_call_with_the_same_out_trains_only_what_changed(cli_run, tiny_run, tmp_path, capsys):
+    """Each (row, seed) score is kept under <out>/scores, keyed by the generator's content: a run folder
+    copied elsewhere keeps its scores, a changed generator retrains its row only."""
+    from runs import load_model
     proc, out = cli_run
     first = json.loads(proc.stdout)
     saved = sorted((out / classify.SCORES_DIR).glob("seed0-*.json"))
     assert len(saved) == len(first["rows"]) == 4
-    for path in tiny_run.glob("generator*.keras"):
-        stat = path.stat()
-        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-    proc2 = subprocess.run(
-        [sys.executable, str(REPO / "classify.py"), "--dataset", "digits", "--imbalanced", "--augment", "none",
-         "--augment", "affine", "--augment", str(tiny_run), "--seeds", "1", "--epochs", "1", "--out", str(out),
-         "--json"], capture_output=True, text=True, cwd=REPO, timeout=600, env=ENV)
-    assert proc2.returncode == 0, proc2.stderr
-    second = json.loads(proc2.stdout)
-    reused = [line for line in proc2.stderr.splitlines() if "reused from" in line]
+    copied = shutil.copytree(tiny_run, tmp_path / tiny_run.name)
+    argv = ["--dataset", "digits", "--imbalanced", "--augment", "none", "--augment", "affine", "--augment",
+            str(copied), "--seeds", "1", "--epochs", "1", "--out", str(out), "--json"]
+    assert classify.main(argv) == 0
+    assert sum("reused from" in line for line in capsys.readouterr().err.splitlines()) == 4
+    for path in copied.glob("generator*.keras"):
+        generator = load_model(path)
+        generator.weights[0].assign(generator.weights[0] + 0.01)
+        generator.save(path)
+    assert classify.main(argv) == 0
+    captured = capsys.readouterr()
+    second = json.loads(captured.out)
+    reused = [line for line in captured.err.splitlines() if "reused from" in line]
     assert len(reused) == 3 and not any(tiny_run.name in line for line in reused), reused
     for a, b in zip(first["rows"][:3], second["rows"][:3]):
         assert a["per_seed"] == b["per_seed"] and a["train_counts"] == b["train_counts"], a["name"]

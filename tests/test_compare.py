@@ -11,6 +11,8 @@ import pytest
 import classify
 import compare
 import fid
+import tables
+import metrics  # noqa: F401  (the warning filter names it)
 
 FLAGS = ["--dataset", "digits", "--imbalanced", "--image-size", "32", "--batch-size", "16", "--ae-epochs", "1",
          "--steps-per-epoch", "2", "--epochs", "2"]
@@ -28,6 +30,7 @@ def compared(tmp_path_factory, train_run):
     return code, out, stamp
 
 
+@pytest.mark.slow
 def test_the_report_has_every_file(compared):
     code, out, _ = compared
     assert code == 0
@@ -51,6 +54,7 @@ def test_the_report_has_every_file(compared):
         assert text in markdown, text
 
 
+@pytest.mark.slow
 def test_a_finished_run_is_reused_and_an_interrupted_one_resumed(compared):
     code, out, stamp = compared
     assert code == 0
@@ -62,16 +66,18 @@ def test_a_finished_run_is_reused_and_an_interrupted_one_resumed(compared):
     assert all(m["seconds"] > 0 for m in report["models"])
 
 
-@pytest.mark.filterwarnings("ignore::fid.SingularCovarianceWarning")  # 8 images per class
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::metrics.SingularCovarianceWarning")  # 8 images per class
 def test_the_tables_are_those_of_fid_and_classify_alone(compared, tmp_path):
     _, out, _ = compared
     report = json.loads((out / "report.json").read_text())
     runs = [str(out / "runs" / name) for name in ("bagan_gp", "cgan")]
-    alone = fid.score(fid.parse_args([*runs, "--features", "classifier", "--per-class", "8", "--real-per-class", "8",
-                                      "--baselines", "--out", str(tmp_path)]))
+    alone = fid.score(fid.parse_args([*runs, "--features", str(out / report["feature_file"]), "--per-class", "8",
+                                      "--real-per-class", "8", "--baselines", "--out", str(tmp_path)]))
+    assert alone["feature_hash"] == report["fid"]["feature_hash"]
     assert [row["name"] for row in alone["rows"]] == [row["name"] for row in report["fid"]["rows"]]
     for mine, theirs in zip(report["fid"]["rows"], alone["rows"]):
-        for key in fid.MEASURES:
+        for key in tables.MEASURES:
             np.testing.assert_allclose(np.array(mine[key], float), np.array(theirs[key], float), rtol=1e-6,
                                        err_msg=f"{mine['name']} {key}")
     args = classify.parse_args(["--dataset", "digits", "--imbalanced", "--image-size", "32", "--seeds", "1",
@@ -86,15 +92,14 @@ def test_the_tables_are_those_of_fid_and_classify_alone(compared, tmp_path):
         assert mine["mean"]["accuracy"] == pytest.approx(theirs["mean"]["accuracy"], abs=0.02), mine["name"]
 
 
+@pytest.mark.slow
 def test_the_report_says_at_its_top_when_the_feature_classifier_cannot_tell_the_classes_apart(compared):
     _, out, _ = compared
     report = json.loads((out / "report.json").read_text())
     judge = report["fid"]["judge"]
     assert judge["trusted"] and "Feature classifier's check: held-out recall" in compare.markdown(report)
     report["fid"]["judge"] = dict(judge, trusted=False, reason="it gives 0 for every held-out image")
-    report["best_on_minority"] = compare.best_on_minority(report["fid"], report["classify"],
-                                                          [compare.Run.open(m["run_dir"]) for m in report["models"]],
-                                                          report["train_counts"])
+    report["best_on_minority"] = compare.best_on_minority(report)
     assert report["best_on_minority"]["by"]["fid"] is None and report["best_on_minority"]["by"]["kid"] is None
     top = compare.markdown(report).split("## Training")[0]
     assert "every FID, KID, precision" in top and "it gives 0 for every held-out image" in top
@@ -113,3 +118,103 @@ def test_bad_models_exit_2_with_one_line_before_any_work(models, needle, tmp_pat
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], lines
     assert not out.exists()
+
+
+def test_training_seeds_share_one_split_and_name_their_run_folders(tmp_path):
+    args = compare.parse_args([*FLAGS, "--models", "bagan_gp", "cgan:seed=7", "bagan_gp:variant=v1",
+                               "--train-seeds", "3", "--out", str(tmp_path / "report")])
+    planned = compare.plan(args)
+    assert [(run_dir.name, model, seed) for _, model, seed, _, run_dir in planned] == [
+        ("bagan_gp", "bagan_gp", 42), ("bagan_gp-seed-43", "bagan_gp", 43), ("bagan_gp-seed-44", "bagan_gp", 44),
+        ("cgan-seed-7", "cgan", 7),
+        ("bagan_gp-variant-v1", "bagan_gp:variant=v1", 42), ("bagan_gp-variant-v1_seed-43", "bagan_gp:variant=v1", 43),
+        ("bagan_gp-variant-v1_seed-44", "bagan_gp:variant=v1", 44)]
+    assert {config.split_seed for *_, config, _ in planned} == {42}
+    assert [config.seed for *_, config, _ in planned] == [42, 43, 44, 7, 42, 43, 44]
+
+
+@pytest.mark.slow
+def test_the_report_names_no_path_of_the_machine_that_made_it(compared):
+    _, out, _ = compared
+    text = (out / "report.json").read_text() + (out / "report.md").read_text()
+    assert str(out) not in text and str(out.parent) not in text and "/tmp" not in text
+    report = json.loads((out / "report.json").read_text())
+    assert len(report["fid"]["feature_hash"]) == 16 and report["fid"]["feature_hash"] in (out / "report.md").read_text()
+    assert (out / report["feature_file"]).is_file() and report["fid"]["pictures"]["cgan"].startswith("pictures/")
+
+
+@pytest.fixture(scope="module")
+def merged(compared, tmp_path_factory):
+    """A second call (cgan at training seed 43, in the first call's feature space), moved to another
+    folder without its run folders, merged with the first; and one call over all three runs, which
+    reuses the two calls' runs and classifier scores."""
+    import shutil
+    _, first, _ = compared
+    report = json.loads((first / "report.json").read_text())
+    base = tmp_path_factory.mktemp("merge")
+    second = base / "second"
+    features = str(first / report["feature_file"])
+    assert compare.main([*FLAGS, *SCORING, "--models", "cgan:seed=43", "--features", features,
+                         "--out", str(second)]) == 0
+    both = base / "both"
+    for folder in (first, second):
+        shutil.copytree(folder / "runs", both / "runs", dirs_exist_ok=True)
+        shutil.copytree(folder / "classify", both / "classify", dirs_exist_ok=True)
+    assert compare.main([*FLAGS, *SCORING, "--models", "bagan_gp", "cgan", "cgan:seed=43", "--features", features,
+                         "--out", str(both)]) == 0
+    moved = base / "elsewhere" / "second"
+    shutil.copytree(second, moved, ignore=shutil.ignore_patterns("runs", "classify"))
+    shutil.rmtree(second)
+    assert compare.main(["merge", "--out", str(base / "merged"), str(first), str(moved)]) == 0
+    return base / "merged", both
+
+
+@pytest.mark.slow
+def test_a_merge_gives_the_tables_of_one_call_over_both(merged):
+    out, both = merged
+    mine, one = (json.loads((folder / "report.json").read_text()) for folder in (out, both))
+    assert [row["name"] for row in mine["fid"]["rows"]] == [row["name"] for row in one["fid"]["rows"]]
+    for a, b in zip(mine["fid"]["rows"], one["fid"]["rows"]):
+        for key in tables.MEASURES:
+            np.testing.assert_allclose(np.array(a[key], float), np.array(b[key], float), rtol=1e-5, err_msg=a["name"])
+    assert [(r["name"], r["mean"]) for r in mine["classify"]["rows"]] == [(r["name"], r["mean"])
+                                                                        for r in one["classify"]["rows"]]
+    assert mine["best_on_minority"] == one["best_on_minority"]
+    assert {name: (m["seeds"], m["runs"], m["recall"]) for name, m in mine["by_model"].items()} == {
+        name: (m["seeds"], m["runs"], m["recall"]) for name, m in one["by_model"].items()}
+    assert mine["by_model"]["cgan"]["seeds"] == [42, 43] and mine["by_model"]["cgan"]["recall"]["sd"] is not None
+    start = "## Per-class measures"
+    assert (out / "report.md").read_text().split(start)[1] == (both / "report.md").read_text().split(start)[1]
+    assert len(list((out / "classes").glob("*.png"))) == 10
+    assert (out / "pictures" / "nearest_neighbours-cgan-seed-43.png").is_file()
+
+
+@pytest.mark.slow
+def test_a_merge_refuses_reports_that_cannot_share_a_table(compared, merged, tmp_path, capsys):
+    import shutil
+    _, first, _ = compared
+    out, _ = merged
+    for change, needle in ((lambda r: r["fid"].update(feature_hash="0" * 16), "feature space"),
+                           (lambda r: r.update(image_size=64), "data")):
+        other = shutil.copytree(first, tmp_path / needle.replace(" ", "-"), ignore=shutil.ignore_patterns("runs"))
+        report = json.loads((other / "report.json").read_text())
+        report["models"] = [dict(m, run=m["run"] + "-other") for m in report["models"]]
+        change(report)
+        (other / "report.json").write_text(json.dumps(report))
+        assert compare.main(["merge", "--out", str(tmp_path / "no"), str(first), str(other)]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:") and f"differ in {needle}" in lines[0], lines
+    assert compare.main(["merge", "--out", str(tmp_path / "no"), str(first), str(out)]) == 2
+    assert "is in both" in capsys.readouterr().err
+    assert not (tmp_path / "no").exists()
+
+
+def test_the_feature_hash_is_stable_across_a_save_and_load(tmp_path):
+    import keras
+    from evaluators import build_cnn, weights_hash
+    model = build_cnn((32, 32, 1), 3)
+    model.save(tmp_path / "features.keras")
+    loaded = keras.saving.load_model(tmp_path / "features.keras")
+    assert weights_hash(loaded) == weights_hash(model) and len(weights_hash(model)) == 16
+    loaded.weights[-1].assign(loaded.weights[-1] + 1e-6)
+    assert weights_hash(loaded) != weights_hash(model)

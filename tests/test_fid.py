@@ -18,6 +18,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 
 import fid
+import evaluators
+import metrics
 
 COMMON = ["--weights", "random", "--per-class", "8", "--real-per-class", "8", "--batch-size", "8"]
 
@@ -56,8 +58,8 @@ def gaussian_features(rng, n, d, shift=0.0):
 
 def stats(features):
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", fid.SingularCovarianceWarning)
-        return fid.feature_statistics(features)
+        warnings.simplefilter("ignore", metrics.SingularCovarianceWarning)
+        return metrics.feature_statistics(features)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,14 +68,14 @@ def stats(features):
 
 def test_identical_statistics_give_zero():
     mu, sigma = stats(gaussian_features(np.random.default_rng(0), 200, 16))
-    assert fid.frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0.0, abs=1e-9 * np.trace(sigma))
+    assert metrics.frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0.0, abs=1e-9 * np.trace(sigma))
 
 
 def test_mean_shift_only_gives_squared_distance():
     rng = np.random.default_rng(1)
     mu, sigma = stats(gaussian_features(rng, 200, 16))
     delta = rng.standard_normal(16)
-    assert fid.frechet_distance(mu, sigma, mu + delta, sigma) == pytest.approx(delta @ delta, rel=1e-9)
+    assert metrics.frechet_distance(mu, sigma, mu + delta, sigma) == pytest.approx(delta @ delta, rel=1e-9)
 
 
 def test_diagonal_covariances_match_closed_form():
@@ -81,7 +83,7 @@ def test_diagonal_covariances_match_closed_form():
     mu1, mu2 = rng.standard_normal(32), rng.standard_normal(32)
     s1, s2 = rng.uniform(0.1, 3.0, 32), rng.uniform(0.1, 3.0, 32)
     expected = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(s1) - np.sqrt(s2)) ** 2)
-    assert fid.frechet_distance(mu1, np.diag(s1), mu2, np.diag(s2)) == pytest.approx(expected, rel=1e-10)
+    assert metrics.frechet_distance(mu1, np.diag(s1), mu2, np.diag(s2)) == pytest.approx(expected, rel=1e-10)
 
 
 @pytest.mark.parametrize("seed", [3, 4, 5])
@@ -89,26 +91,26 @@ def test_agrees_with_sqrtm_reference(seed):
     rng = np.random.default_rng(seed)
     mu1, sigma1 = stats(gaussian_features(rng, 400, 64))
     mu2, sigma2 = stats(gaussian_features(rng, 400, 64, shift=0.2) * 1.3)
-    value = fid.frechet_distance(mu1, sigma1, mu2, sigma2)
+    value = metrics.frechet_distance(mu1, sigma1, mu2, sigma2)
     assert isinstance(value, float)
     assert value == pytest.approx(reference_fid(mu1, sigma1, mu2, sigma2), rel=1e-6)
 
 
 def test_singular_covariance_is_finite_and_warns():
     rng = np.random.default_rng(6)
-    with pytest.warns(fid.SingularCovarianceWarning, match="10 samples of 32-d"):
-        mu1, sigma1 = fid.feature_statistics(gaussian_features(rng, 10, 32))
+    with pytest.warns(metrics.SingularCovarianceWarning, match="10 samples of 32-d"):
+        mu1, sigma1 = metrics.feature_statistics(gaussian_features(rng, 10, 32))
     mu2, sigma2 = stats(gaussian_features(rng, 12, 32, shift=0.5))
     assert np.linalg.matrix_rank(sigma1) < 32
-    value = fid.frechet_distance(mu1, sigma1, mu2, sigma2)
+    value = metrics.frechet_distance(mu1, sigma1, mu2, sigma2)
     assert np.isfinite(value) and value > 0
-    assert fid.frechet_distance(mu1, sigma1, mu1, sigma1) == pytest.approx(0.0, abs=1e-9 * np.trace(sigma1))
+    assert metrics.frechet_distance(mu1, sigma1, mu1, sigma1) == pytest.approx(0.0, abs=1e-9 * np.trace(sigma1))
 
 
 def test_no_warning_with_more_samples_than_dimensions():
     with warnings.catch_warnings():
-        warnings.simplefilter("error", fid.SingularCovarianceWarning)
-        fid.feature_statistics(np.random.default_rng(7).standard_normal((33, 32)))
+        warnings.simplefilter("error", metrics.SingularCovarianceWarning)
+        metrics.feature_statistics(np.random.default_rng(7).standard_normal((33, 32)))
 
 
 @pytest.mark.parametrize("n1, n2", [(10, 12), (12, 10), (50, 8), (80, 100)])
@@ -116,15 +118,15 @@ def test_feature_sets_take_the_same_trace(n1, n2):
     """FeatureSet's n x n form of the trace equals frechet_distance on the same statistics."""
     rng = np.random.default_rng(n1 * 1000 + n2)
     a, b = gaussian_features(rng, n1, 40), gaussian_features(rng, n2, 40, shift=0.3)
-    expected = fid.frechet_distance(*stats(a), *stats(b))
+    expected = metrics.frechet_distance(*stats(a), *stats(b))
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", fid.SingularCovarianceWarning)
+        warnings.simplefilter("ignore", metrics.SingularCovarianceWarning)
         assert fid.FeatureSet(a).fid(fid.FeatureSet(b)) == pytest.approx(expected, rel=1e-7)
 
 
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError):
-        fid.frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
+        metrics.frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,14 +136,14 @@ def test_shape_mismatch_is_an_error():
 def test_kid_matches_direct_computation():
     rng = np.random.default_rng(8)
     x, y = gaussian_features(rng, 15, 6), gaussian_features(rng, 12, 6, shift=0.4)
-    assert fid.kernel_inception_distance(x, y) == pytest.approx(direct_kid(x, y), rel=1e-10)
+    assert metrics.kernel_inception_distance(x, y) == pytest.approx(direct_kid(x, y), rel=1e-10)
 
 
 def test_kid_near_zero_for_same_distribution_and_positive_when_shifted():
     rng = np.random.default_rng(9)
     x, y = np.split(gaussian_features(rng, 800, 16), 2)
-    same = fid.kernel_inception_distance(x, y)
-    shifted = fid.kernel_inception_distance(x, y + 0.5)
+    same = metrics.kernel_inception_distance(x, y)
+    shifted = metrics.kernel_inception_distance(x, y + 0.5)
     assert shifted > 0.1
     assert abs(same) < 0.02 * shifted
 
@@ -152,12 +154,12 @@ def test_kid_subsets_average_the_subset_estimates():
     draw = np.random.default_rng(0)
     expected = np.mean([direct_kid(x[draw.choice(30, 10, replace=False)], y[draw.choice(25, 10, replace=False)])
                         for _ in range(4)])
-    assert fid.kernel_inception_distance(x, y, subsets=4, subset_size=10, seed=0) == pytest.approx(expected, rel=1e-10)
+    assert metrics.kernel_inception_distance(x, y, subsets=4, subset_size=10, seed=0) == pytest.approx(expected, rel=1e-10)
 
 
 def test_kid_needs_two_samples():
     with pytest.raises(ValueError):
-        fid.kernel_inception_distance(np.ones((1, 4)), np.ones((5, 4)))
+        metrics.kernel_inception_distance(np.ones((1, 4)), np.ones((5, 4)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,63 +247,63 @@ def blob(n, seed, d=8, shift=0.0):
 
 def test_identical_sets_have_full_precision_recall_and_coverage():
     x = blob(300, 0)
-    assert fid.precision_recall(x, x) == (1.0, 1.0)
-    density, coverage = fid.density_coverage(x, x)
+    assert metrics.precision_recall(x, x) == (1.0, 1.0)
+    density, coverage = metrics.density_coverage(x, x)
     assert coverage == 1.0 and density >= 1.0  # every point in its own ball, and in its neighbours'
 
 
 def test_disjoint_shifted_sets_score_near_zero():
     real, fake = blob(300, 0), blob(300, 1, shift=20.0)
-    assert fid.precision_recall(real, fake) == (0.0, 0.0)
-    assert fid.density_coverage(real, fake) == (0.0, 0.0)
+    assert metrics.precision_recall(real, fake) == (0.0, 0.0)
+    assert metrics.density_coverage(real, fake) == (0.0, 0.0)
 
 
 def test_a_generator_covering_half_the_real_manifold_has_recall_near_one_half():
     real = blob(2000, 0, d=2)
     half = blob(4000, 1, d=2)
     half = half[half[:, 0] > 0][:1000]
-    precision, recall = fid.precision_recall(real, half)
+    precision, recall = metrics.precision_recall(real, half)
     assert precision > 0.95
     assert 0.45 < recall < 0.6  # a little over 0.5: the balls reach over the cut
     same = blob(1000, 2, d=2)
-    assert fid.precision_recall(real, same)[1] > 0.95
-    density, coverage = fid.density_coverage(real, half)
+    assert metrics.precision_recall(real, same)[1] > 0.95
+    density, coverage = metrics.density_coverage(real, half)
     assert 0.45 < coverage < 0.6 and density > 0.8
 
 
 def test_density_and_coverage_of_a_fresh_sample_are_near_one():
-    density, coverage = fid.density_coverage(blob(1000, 0), blob(1000, 1))
+    density, coverage = metrics.density_coverage(blob(1000, 0), blob(1000, 1))
     assert 0.85 < density < 1.15 and coverage > 0.9
 
 
 def test_copies_and_near_copies_are_memorised_fresh_draws_are_not():
     train = blob(200, 0)
-    typical = np.median(fid.nearest_neighbours(train, train, leave_one_out=True)[0])
-    assert fid.memorisation(train, train) == (1.0, pytest.approx(0.0, abs=1e-6))
+    typical = np.median(metrics.nearest_neighbours(train, train, leave_one_out=True)[0])
+    assert metrics.memorisation(train, train) == (1.0, pytest.approx(0.0, abs=1e-6))
     near = train[:100] + np.random.default_rng(1).standard_normal((100, 8)) * 0.02 * typical / np.sqrt(8)
-    memorised, ratio = fid.memorisation(train, near)
+    memorised, ratio = metrics.memorisation(train, near)
     assert memorised == 1.0 and ratio < 0.1
-    memorised, ratio = fid.memorisation(train, blob(1000, 2))  # held-out draws of the same distribution
+    memorised, ratio = metrics.memorisation(train, blob(1000, 2))  # held-out draws of the same distribution
     assert 0.3 < memorised < 0.7 and 0.8 < ratio < 1.25
 
 
 def test_classes_with_fewer_images_than_k():
     real, fake = blob(3, 0), blob(3, 1)
-    assert all(np.isfinite(v) for v in fid.precision_recall(real, fake) + fid.density_coverage(real, fake))
-    np.testing.assert_allclose(fid.knn_radii(real, 5), fid.knn_radii(real, 2))  # k capped at n - 1
-    assert all(np.isnan(v) for v in fid.precision_recall(blob(1, 0), fake))
-    assert all(np.isnan(v) for v in fid.memorisation(blob(1, 0), fake))
+    assert all(np.isfinite(v) for v in metrics.precision_recall(real, fake) + metrics.density_coverage(real, fake))
+    np.testing.assert_allclose(metrics.knn_radii(real, 5), metrics.knn_radii(real, 2))  # k capped at n - 1
+    assert all(np.isnan(v) for v in metrics.precision_recall(blob(1, 0), fake))
+    assert all(np.isnan(v) for v in metrics.memorisation(blob(1, 0), fake))
 
 
 def test_nearest_neighbours_leave_one_out_and_chunks_agree_with_brute_force():
     a, b = blob(2500, 0), blob(40, 1)
     brute = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))
-    distances, indices = fid.nearest_neighbours(a, b)
+    distances, indices = metrics.nearest_neighbours(a, b)
     np.testing.assert_allclose(distances, brute.min(1), rtol=1e-9, atol=1e-9)
     np.testing.assert_array_equal(indices, brute.argmin(1))
     self_brute = np.sqrt(((b[:, None, :] - b[None, :, :]) ** 2).sum(-1)) + np.diag(np.full(40, np.inf))
-    np.testing.assert_allclose(fid.nearest_neighbours(b, b, leave_one_out=True)[0], self_brute.min(1), atol=1e-9)
-    np.testing.assert_allclose(fid.knn_radii(b, 3), np.sort(self_brute, axis=1)[:, 2], atol=1e-9)
+    np.testing.assert_allclose(metrics.nearest_neighbours(b, b, leave_one_out=True)[0], self_brute.min(1), atol=1e-9)
+    np.testing.assert_allclose(metrics.knn_radii(b, 3), np.sort(self_brute, axis=1)[:, 2], atol=1e-9)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -376,7 +378,7 @@ def test_cli_json_with_baselines(smoke_run, cache_dir, tmp_path):
 def test_cli_features_classifier(smoke_run, tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
     shutil.copytree(smoke_run, run)
-    monkeypatch.setattr(fid, "CLASSIFIER_EPOCHS", 1)
+    monkeypatch.setattr(evaluators, "FEATURE_EPOCHS", 1)
     argv = [str(run), "--features", "classifier", "--per-class", "8", "--real-per-class", "8",
             "--cache-dir", str(tmp_path / "cache"), "--json"]
     assert fid.main(argv) == 0
@@ -399,8 +401,8 @@ def test_missing_weights_stop_with_the_url(smoke_run, tmp_path):
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and proc.stdout == ""
-    assert fid.INCEPTION_WEIGHTS_URL in lines[0]
-    assert str(tmp_path / "empty" / "models" / fid.INCEPTION_WEIGHTS_FILE) in lines[0]
+    assert evaluators.INCEPTION_WEIGHTS_URL in lines[0]
+    assert str(tmp_path / "empty" / "models" / evaluators.INCEPTION_WEIGHTS_FILE) in lines[0]
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -413,12 +415,12 @@ def test_weights_file_in_keras_home_is_loaded(tmp_path, monkeypatch):
     model = keras.applications.InceptionV3(include_top=False, pooling="avg", weights=None,
                                            input_shape=(fid.INCEPTION_SIZE, fid.INCEPTION_SIZE, 3))
     fid._randomize(model, 5)
-    path = tmp_path / "keras" / "models" / fid.INCEPTION_WEIGHTS_FILE
+    path = tmp_path / "keras" / "models" / evaluators.INCEPTION_WEIGHTS_FILE
     path.parent.mkdir(parents=True)
     with h5py.File(path, "w") as f:
         legacy_h5_format.save_weights_to_hdf5_group(f, model)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    assert fid.inception_weights_path() == path
+    assert evaluators.inception_weights_path() == path
     extractor = fid.inception_extractor(path)
     assert extractor.comparable and "not the official Keras file" in extractor.description
     images = np.random.default_rng(13).uniform(-1, 1, (2, 32, 32, 1)).astype(np.float32)
@@ -437,7 +439,7 @@ def test_unreadable_weights_file_exits_2(smoke_run, tmp_path, capsys):
 def test_missing_weights_file_given(smoke_run, tmp_path, capsys):
     assert fid.main([str(smoke_run), "--weights", str(tmp_path / "nope.h5")]) == 2
     err = capsys.readouterr().err
-    assert "nope.h5 does not exist" in err and fid.INCEPTION_WEIGHTS_URL in err
+    assert "nope.h5 does not exist" in err and evaluators.INCEPTION_WEIGHTS_URL in err
 
 
 @pytest.mark.parametrize("remove", [None, "config.json", "generator.keras"])

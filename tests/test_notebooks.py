@@ -219,7 +219,7 @@ def test_fid_report_notebook(tiny_run, executed):
     out = text(nb)
     assert "falling back to --weights random" in out
     assert "--per-class 8" in out and "--real-per-class 8" in out
-    assert f"{tiny_run.name} [not comparable]" in out  # fid.format_table's row
+    assert f"{tiny_run.name} [not comparable]" in out  # fid.py's table row
     html = "".join(o.get("data", {}).get("text/html", "") for c in nb["cells"] for o in c.get("outputs", []))
     assert html.count("<tr") == 11  # header + 10 classes
     assert "minority classes: none" in out  # balanced digits

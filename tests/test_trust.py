@@ -10,6 +10,7 @@ import shutil
 
 import numpy as np
 import pytest
+import tables
 
 import metrics
 from smallfolder import make_small_folder
@@ -242,12 +243,11 @@ def test_noise_and_a_constant_image_score_worse_than_real_images_in_every_class(
 
 @pytest.mark.slow
 def test_fid_marks_the_measures_of_classes_with_too_few_test_images(scored_bad_generators):
-    import fid
     classes = {c["name"]: c for c in scored_bad_generators["classes"]}
     assert {"fid", "kid", "precision"} <= set(classes["trophozoite"]["too_few"])
     assert "memorised" not in classes["trophozoite"]["too_few"] and classes["healthy"]["too_few"] == ["fid"]
     assert scored_bad_generators["judge"]["trusted"]
-    table = fid.format_table(scored_bad_generators)
+    table = tables.fid_table(scored_bad_generators)
     assert "*: computed from fewer test images of the class than the measure needs" in table
     assert "Feature classifier's check: held-out recall" in table
 
@@ -262,9 +262,11 @@ def test_fid_refuses_a_feature_classifier_that_cannot_tell_the_classes_apart(sma
     model, _ = train_judge(replace(small_data, y_train=np.full_like(small_data.y_train, 1)), seed=0, min_steps=50)
     check = metrics.chance_check(small_data.y_test, predict(model, small_data.x_test).argmax(axis=1), 4,
                                  list(small_data.class_names))
-    key = fid.dataset_key(fid.load_run(run_dir), fid.parse_args([str(run_dir)]))
+    from evaluators import feature_meta_path, weights_hash
+    key = fid.space_key(fid.dataset_key(fid.load_run(run_dir), fid.parse_args([str(run_dir)])))
     model.save(run_dir / fid.CLASSIFIER_FILE)
-    (run_dir / fid.CLASSIFIER_META).write_text(json.dumps(dict(dataset=key, epochs=1, check=check)))
+    feature_meta_path(run_dir / fid.CLASSIFIER_FILE).write_text(json.dumps(dict(hash=weights_hash(model), dataset=key,
+                                                                                epochs=1, check=check)))
     assert fid.main([str(run_dir), "--features", "classifier", "--per-class", "10",
                      "--cache-dir", str(tmp_path / "cache")]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
