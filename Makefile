@@ -31,7 +31,7 @@ test: $(VENV)/.installed
 
 # The quick loop while changing code: the pure numerics, the data loaders, the configuration and the
 # networks (no training run, no judge); `make test` stays what CI runs.
-FAST_TESTS := tests/test_trust.py tests/test_compare.py tests/test_datasets.py tests/test_networks.py tests/test_augment_ema.py tests/test_setup.py
+FAST_TESTS := tests/test_layout.py tests/test_trust.py tests/test_compare.py tests/test_datasets.py tests/test_networks.py tests/test_augment_ema.py tests/test_setup.py
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest -q --timeout=300 -m "not slow" $(FAST_TESTS)
 

@@ -8,7 +8,15 @@ Every ``--augment`` value is one training set, one row of the table:
 
 ``none``
     the training split as it is;
-``affine``
+``weights``
+    the training split as it is, with a class-weighted loss: class c weighs n_max / n_c;
+``oversample``
+    every class smaller than the largest is filled up with random duplicates of its own images
+    (each image used equally often, to within one);
+``online``
+    the same duplicates, and random affine transforms (those of ``affine``) of every training
+    image, drawn again at every epoch (Keras preprocessing layers in the input pipeline);
+``affine
     every class smaller than the largest is filled up to the largest count with affine copies of
     its own images, each image used equally often (Keras preprocessing layers, :data:`AFFINE`):
     a rotation of up to 18 degrees either way, a shift of up to 10% of the height and of the
@@ -17,7 +25,12 @@ Every ``--augment`` value is one training set, one row of the table:
 ``RUN_DIR``
     every such class is filled up with images G(z, c) of the run's generator (z ~ N(0, I), seeded),
     converted to uint8 like the real images. The run must have been trained on the same dataset,
-    protocol and split seed, so that its generator never saw a test image.
+    protocol and split seed, so that its generator never saw a test image. ``--synthetic-ratio R``
+    adds at most R generated images per real image of a class (default: fill to the largest);
+``online+RUN_DIR``
+    the generated images of RUN_DIR added, then ``online``'s transforms applied to real and
+    generated images alike at every epoch (classes still short of the largest after the generated
+    images, with ``--synthetic-ratio``, are filled up with duplicates, as in ``online``).
 
 With ``--imbalanced`` on digits, Fashion-MNIST or CIFAR-10 a first row, ``balanced (real)``, fills
 every class up with *real* images: images of the dataset that the imbalance rule left out, in
@@ -55,7 +68,7 @@ taken over the classes that have test images. Each is given as the mean and the 
 deviation over the seeds.
 
 Each (row, seed) score is saved under ``<out>/scores/`` as soon as it is made, with everything it
-depends on (the flags, the test set, the run's generator file and its modification time); a later
+depends on (the flags, the test set, the SHA-256 of the run's generator file); a later
 call with the same ``--out`` reuses it instead of training that classifier again, so an interrupted
 call, or one with a row added, trains only what is missing.
 """
@@ -92,6 +105,9 @@ AUGMENT_BATCH = 256
 PREDICT_BATCH = 256
 
 BALANCED_PROTOCOLS = ("digits", "fashion_mnist", "cifar10")
+CLASSIC = ("none", "weights", "oversample", "affine", "online")
+"""The remedies without generated images, as --augment values."""
+ONLINE = "online+"
 CLASSIFIERS = {
     "cnn": "CNN of paper 003 (3 conv + max-pool blocks, dense output)",
     "cnn_svm": "CNN-SVM of paper 004 (the CNN's 128-d hidden features into an RBF SVM)",
@@ -225,15 +241,42 @@ def rebalance_with_affine(x, y, seed, num_classes=None, flip=True, batch_size=AU
     return out, np.concatenate(labels)
 
 
-def rebalance_with_generator(x, y, generator, seed, num_classes=None, batch_size=AUGMENT_BATCH):
-    """Images G(z, c) for each class c smaller than the largest, until every class matches it.
+def rebalance_with_duplicates(x, y, seed, num_classes=None):
+    """Random duplicates of each class's own images until every class matches the largest: the
+    originals of a class used equally often (to within one), in an order drawn with ``seed``."""
+    num_classes = num_classes or int(y.max()) + 1
+    need = missing_counts(y, num_classes)
+    rng = np.random.default_rng([seed, 4])
+    chosen = [np.resize(rng.permutation(np.flatnonzero(y == c)), need[c]) for c in range(num_classes)
+              if need[c] and np.any(y == c)]
+    chosen = np.concatenate(chosen).astype(np.int64) if chosen else np.zeros(0, np.int64)
+    return x[chosen], y[chosen].astype(np.int64)
+
+
+def class_weights(y, num_classes):
+    """{c: n_max / n_c} for every class with training images (the ``weights`` row's loss)."""
+    counts = np.bincount(y, minlength=num_classes)
+    return {c: float(counts.max() / n) for c, n in enumerate(counts) if n}
+
+
+def synthetic_counts(y, num_classes, ratio=None):
+    """Generated images per class: up to the largest class, and at most ``ratio`` per real image."""
+    need = missing_counts(y, num_classes)
+    if ratio is None:
+        return need
+    return np.minimum(need, np.floor(ratio * np.bincount(y, minlength=num_classes)).astype(np.int64))
+
+
+def rebalance_with_generator(x, y, generator, seed, num_classes=None, batch_size=AUGMENT_BATCH, ratio=None):
+    """Images G(z, c) for each class c smaller than the largest, until every class matches it
+    (or, with ``ratio``, at most ``ratio`` per real image of the class).
 
     Returns the added uint8 images (resized to the real ones when the generator's size differs)
     and their labels; the noise of class c is drawn from ``default_rng([seed, c])`` (runs.generated_batches).
     """
     from datasets import resize_images, to_uint8
     num_classes = num_classes or int(y.max()) + 1
-    need = missing_counts(y, num_classes)
+    need = synthetic_counts(y, num_classes, ratio)
     images, labels = [], []
     for c in np.flatnonzero(need):
         for batch in generated_batches(generator, int(c), int(need[c]), batch_size, seed):
@@ -286,9 +329,20 @@ def rebalance_with_real(y, pool: RealPool, seed, num_classes):
 # The classifiers
 
 
+def online_transforms(batches, seed, flip=True):
+    """`batches` with affine_pipeline's random transforms applied, drawn again at every epoch."""
+    pipeline = affine_pipeline(1000 * seed + 29, flip)
+
+    def transform(images, labels):
+        return pipeline(images, training=True), labels
+    return batches.map(transform)
+
+
 def train_cnn(x, y, x_val, y_val, num_classes, seed, epochs=DEFAULT_EPOCHS, patience=PATIENCE,
-              batch_size=BATCH_SIZE):
+              batch_size=BATCH_SIZE, class_weight=None, online=False, flip=True):
     """Train the CNN on uint8 images; early stopping on the validation loss when there is one.
+    `class_weight`: {class: weight} of the loss; `online`: random affine transforms of every
+    training batch at every epoch (online_transforms).
 
     Returns the model (best epoch's weights) and dict(epochs=trained, best_epoch=kept, 1-based).
     """
@@ -297,13 +351,15 @@ def train_cnn(x, y, x_val, y_val, num_classes, seed, epochs=DEFAULT_EPOCHS, pati
     keras.utils.set_random_seed(seed)
     model = build_cnn(x.shape[1:], num_classes)
     train = make_tf_dataset(x, y, batch_size, shuffle=True, seed=seed)
+    if online:
+        train = online_transforms(train, seed, flip)
     if len(x_val) == 0:
-        history = model.fit(train, epochs=epochs, shuffle=False, verbose=0)
+        history = model.fit(train, epochs=epochs, shuffle=False, verbose=0, class_weight=class_weight)
         trained = len(history.history["loss"])
         return model, dict(epochs=trained, best_epoch=trained)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
     history = model.fit(train, validation_data=make_tf_dataset(x_val, y_val, PREDICT_BATCH, shuffle=False),
-                        epochs=epochs, callbacks=[stop], shuffle=False, verbose=0)
+                        epochs=epochs, callbacks=[stop], shuffle=False, verbose=0, class_weight=class_weight)
     return model, dict(epochs=len(history.history["loss"]), best_epoch=int(stop.best_epoch) + 1)
 
 
@@ -329,10 +385,12 @@ def _softmax(logits):
 
 
 def train_and_score(x, y, x_val, y_val, x_test, y_test, num_classes, classifier="cnn", seed=0,
-                    epochs=DEFAULT_EPOCHS, patience=PATIENCE, batch_size=BATCH_SIZE, top_k=None) -> dict:
+                    epochs=DEFAULT_EPOCHS, patience=PATIENCE, batch_size=BATCH_SIZE, top_k=None,
+                    class_weight=None, online=False, flip=True) -> dict:
     """Train one classifier on uint8 images and return its test metrics and training facts."""
     start = time.perf_counter()
-    cnn, info = train_cnn(x, y, x_val, y_val, num_classes, seed, epochs, patience, batch_size)
+    cnn, info = train_cnn(x, y, x_val, y_val, num_classes, seed, epochs, patience, batch_size, class_weight,
+                          online, flip)
     scores = _softmax(predict(cnn, x_test))
     predicted = scores.argmax(axis=1)
     if classifier == "cnn_svm":
@@ -356,8 +414,9 @@ class Row:
     """One training set of the table."""
 
     name: str
-    kind: str  # "reference", "none", "affine" or "generator"
+    kind: str  # "reference", one of CLASSIC, or "generator"
     run: Run | None = None
+    online: bool = False  # online's transforms at every epoch (online, online+RUN_DIR)
     generator: object = None
     described: str | None = None  # which of the run's generators, as runs.Run.generator_choice says
     generator_path: str | None = None
@@ -375,11 +434,15 @@ def _same_dataset(a, b):
 def _rows_from_flags(values):
     rows, names = [], set()
     for value in values or ["none"]:
-        if value in ("none", "affine"):
-            row = Row(value, value)
+        stacked = value.startswith(ONLINE)
+        target = value[len(ONLINE):] if stacked else value
+        if value in CLASSIC:
+            row = Row(value, value, online=value == "online")
+        elif stacked and target in CLASSIC:
+            raise UsageError(f"--augment {value}: {ONLINE} takes a run folder, e.g. {ONLINE}train_results/<run>")
         else:
-            run = Run.open(value)
-            row = Row(run.name, "generator", run)
+            run = Run.open(target)
+            row = Row(ONLINE + run.name if stacked else run.name, "generator", run, online=stacked)
         if row.name in names:
             row.name = value
         if row.name in names:
@@ -397,6 +460,8 @@ def _check_numbers(args):
         raise UsageError(f"--val-share must be in [0, 1), got {args.val_share}")
     if args.top_k is not None and args.top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {args.top_k}")
+    if args.synthetic_ratio is not None and not args.synthetic_ratio > 0:
+        raise UsageError(f"--synthetic-ratio must be above 0, got {args.synthetic_ratio}")
 
 
 def _protocol(args, runs):
@@ -475,12 +540,19 @@ def prepare(args):
 # The protocol
 
 
-def added_images(row, x, y, seed, num_classes, pool, flip):
+def added_images(row, x, y, seed, num_classes, pool, flip, ratio=None):
     """The images a row adds to the (fit part of the) training split."""
     if row.kind == "affine":
         return rebalance_with_affine(x, y, seed, num_classes, flip)
+    if row.kind in ("oversample", "online"):
+        return rebalance_with_duplicates(x, y, seed, num_classes)
     if row.kind == "generator":
-        return rebalance_with_generator(x, y, row.generator, seed, num_classes)
+        x_add, y_add = rebalance_with_generator(x, y, row.generator, seed, num_classes, ratio=ratio)
+        if row.online:  # still short of the largest class (with a ratio): duplicates, as online's
+            x_more, y_more = rebalance_with_duplicates(np.concatenate([x, x_add]), np.concatenate([y, y_add]),
+                                                       seed, num_classes)
+            x_add, y_add = np.concatenate([x_add, x_more]), np.concatenate([y_add, y_more])
+        return x_add, y_add
     if row.kind == "reference":
         return rebalance_with_real(y, pool, seed, num_classes)
     return _no_images(x)
@@ -494,7 +566,9 @@ def score_inputs(args, key, top_k, row, seed) -> dict:
             generator = dict(sha256=hashlib.file_digest(f, "sha256").hexdigest(), bytes=os.path.getsize(row.generator_path))
     return dict(key, classifier=args.classifier, epochs=args.epochs, patience=args.patience,
                 batch_size=args.batch_size, val_share=args.val_share, affine_flip=args.affine_flip, top_k=top_k,
-                learning_rate=LEARNING_RATE, row=row.name, kind=row.kind, generator=generator, seed=seed)
+                learning_rate=LEARNING_RATE, row=row.name, kind=row.kind, generator=generator, seed=seed,
+                **({"synthetic_ratio": args.synthetic_ratio} if row.kind == "generator" and args.synthetic_ratio
+                   else {}))
 
 
 def score_path(scores_dir, inputs) -> Path:
@@ -538,12 +612,14 @@ def run_protocol(args, data, rows, pool, key, top_k, scores_dir=None) -> dict:
                 print(f"[classify] seed {seed}, {row.name}: test accuracy {scored['accuracy']:.3f}, reused from "
                       f"{score_path(scores_dir, inputs)}", file=sys.stderr, flush=True)
                 continue
-            x_add, y_add = added_images(row, x_fit, y_fit, seed, c, pool, args.affine_flip)
+            x_add, y_add = added_images(row, x_fit, y_fit, seed, c, pool, args.affine_flip, args.synthetic_ratio)
             x = np.concatenate([x_fit, x_add])
             y = np.concatenate([y_fit, y_add])
             row.counts = np.bincount(y, minlength=c).tolist()
             scored = train_and_score(x, y, data.x_train[val], data.y_train[val], data.x_test, data.y_test, c,
-                                     args.classifier, seed, args.epochs, args.patience, args.batch_size, top_k)
+                                     args.classifier, seed, args.epochs, args.patience, args.batch_size, top_k,
+                                     class_weights(y, c) if row.kind == "weights" else None, row.online,
+                                     args.affine_flip)
             row.per_seed.append(dict(seed=seed, **scored))
             if scores_dir is not None:
                 save_json(score_path(scores_dir, inputs), dict(inputs=inputs, counts=row.counts, scored=scored))
@@ -565,7 +641,7 @@ def run_protocol(args, data, rows, pool, key, top_k, scores_dir=None) -> dict:
                          test_images_in_balanced_training_split=pool.test_in_balanced_train)
     return dict(
         **key, classifier=args.classifier, classifier_description=CLASSIFIERS[args.classifier],
-        seeds=seeds, epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
+        synthetic_ratio=args.synthetic_ratio, seeds=seeds, epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
         learning_rate=LEARNING_RATE, val_share=args.val_share, validation_counts=val_counts, top_k=top_k,
         affine=dict(AFFINE, horizontal_flip=args.affine_flip),
         class_names=list(data.class_names), train_counts=data.train_counts(), test_counts=data.test_counts(),
@@ -594,8 +670,14 @@ def parse_args(argv=None):
                     "(papers 003 and 004): one table row per --augment.")
     add_dataset_arguments(p, dict(dataset="the runs'", imbalanced="no",
                                   image_size="the runs', else 32 for digits and 64 otherwise"))
-    p.add_argument("--augment", action="append", metavar="none|affine|RUN_DIR",
-                   help="a training set, one row each; may be repeated (default: none)")
+    p.add_argument("--augment", action="append", metavar="|".join(CLASSIC) + "|RUN_DIR|online+RUN_DIR",
+                   help="a training set, one row each; may be repeated (default: none): the split as it is, "
+                        "with a class-weighted loss, with random duplicates, with affine copies, with duplicates "
+                        "and random transforms at every epoch; a run's generated images, alone or with online's "
+                        "transforms")
+    p.add_argument("--synthetic-ratio", type=float, metavar="R",
+                   help="at most R generated images per real image of a class (default: fill every class up to "
+                        "the largest, as papers 003 and 004 do)")
     p.add_argument("--generator", choices=GENERATORS,
                    help="each run's best generator (generator_best.keras) or its last (default: best when a run "
                         "has one, else last)")

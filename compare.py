@@ -53,6 +53,7 @@ import numpy as np  # noqa: E402
 
 from datasets import MODEL_IMAGE_SIZES, DatasetError, add_dataset_arguments, check_dataset_arguments  # noqa: E402
 from runs import CONFIG_FILE, GENERATOR_FILE, Run, UsageError, atomic_write, generated_batches, save_json  # noqa: E402
+from evaluators import data_key  # noqa: E402
 from metrics import describe_check  # noqa: E402
 from tables import (MEASURES, RECONSTRUCTED, class_picture, classify_table, fid_picture,  # noqa: E402
                     minority_classes, plot_per_class_recall)
@@ -194,13 +195,6 @@ def command(script, argv, say):
     if proc.returncode != 0:
         raise UsageError(f"{script} stopped (exit {proc.returncode}); its error is above")
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def data_key(config):
-    """The data a run was trained on, with no path of this machine."""
-    return dict(dataset=os.path.basename(os.path.normpath(config["dataset"])),
-                imbalanced=bool(config.get("imbalanced")), image_size=int(config["image_size"]),
-                split_seed=int(config["split_seed"]), resize=config["resize"], window=config.get("window"))
 
 
 def feature_space(args, runs, out, say):

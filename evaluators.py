@@ -13,6 +13,9 @@ real images before anything trusts it.
   held-out (test) images (metrics.chance_check): per-class recall, ACSA, and a permutation test
   against chance; the check travels with the judge and is recorded beside it.
 * `class_scores`: the in-training evaluation's per-class KID and recognition of a generator.
+* Feature extraction for fid.py and the notebooks: `inception_extractor` (ImageNet InceptionV3) and
+  `classifier_extractor` (a judge's "features" layer), `extract_features` batch by batch, and the
+  cache of real-image features (`cached_real_features`).
 * `feature_network`: a judge kept as a file for fid.py's and compare.py's classifier features,
   with its check and its data beside it (`<name>.json`), named by `weights_hash`: numbers from two
   networks are in two feature spaces and are never compared.
@@ -22,21 +25,31 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 
 from metrics import chance_check
 from datasets import keras_home
-from runs import UsageError, atomic_write, generated_batches
+from runs import UsageError, atomic_write, generated_batches, load_model
 
 INCEPTION_WEIGHTS_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
 INCEPTION_WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/"
                          f"inception_v3/{INCEPTION_WEIGHTS_FILE}")
 INCEPTION_WEIGHTS_MD5 = "bcbd6486424b2319ff4ef7d526e38f63"
 """MD5 of the official file, as Keras checks it when it downloads the weights itself."""
+INCEPTION_SIZE = 299
+INCEPTION_DIMS = 2048
+CACHE_FORMAT = 1
+DEFAULT_BATCH_SIZE = 20
+"""Images per extraction batch. InceptionV3 at 299x299 holds about 17 MB of activations per image;
+on the 2-core CPU 20 images per batch extract as fast as 50 and need 500 MB less
+(benchmarks/RESULTS.md)."""
 FEATURE_DIMS = 128
 FEATURE_EPOCHS = 10
 """Passes over the training split of a feature network (at least JUDGE_MIN_STEPS batches)."""
@@ -167,6 +180,17 @@ def weights_hash(model):
     return digest.hexdigest()[:16]
 
 
+def data_key(config):
+    """The data a run or a feature network was trained on, with no path of this machine: a dataset
+    name or the folder's name, protocol, image size, split seed, resize and window, from a
+    config.json (or any mapping with those keys; `seed` stands for the split seed where there is no
+    `split_seed`)."""
+    return dict(dataset=os.path.basename(os.path.normpath(config["dataset"])),
+                imbalanced=bool(config.get("imbalanced")), image_size=int(config["image_size"]),
+                split_seed=int(config["split_seed"] if "split_seed" in config else config["seed"]),
+                resize=config["resize"], window=config.get("window"))
+
+
 def feature_meta_path(path):
     """The JSON beside a feature network: its hash, the data it was trained on and its check."""
     return Path(path).with_suffix(".json")
@@ -220,3 +244,222 @@ def inception_weights_path(weights=None):
         raise UsageError(f"InceptionV3 ImageNet weights not found: {get} and save it as {path} "
                          "(or pass --weights PATH; --weights random only for smoke runs, not comparable)")
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Feature extraction, batch by batch, and the cache of real-image features
+
+
+
+
+class Progress:
+    """Images done and images/s on stderr: one updating line on a terminal, else every 10 s."""
+
+    def __init__(self, label, total=None, stream=None):
+        self.label, self.total = label, total
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.done = 0
+        self.start = self.last = time.perf_counter()
+
+    def _line(self):
+        seconds = time.perf_counter() - self.start
+        of = f"/{self.total}" if self.total else ""
+        rate = self.done / seconds if seconds > 0 else 0.0
+        return f"[fid] {self.label}: {self.done}{of} images, {seconds:.1f} s, {rate:.1f} img/s"
+
+    def update(self, n):
+        self.done += n
+        now = time.perf_counter()
+        if self.tty:
+            print(f"\r{self._line()}", end="", file=self.stream, flush=True)
+        elif now - self.last >= 10:
+            print(self._line(), file=self.stream, flush=True)
+            self.last = now
+
+    def close(self):
+        print(f"\r{self._line()}" if self.tty else self._line(), file=self.stream, flush=True)
+
+
+@dataclass
+class FeatureExtractor:
+    """Images in [-1, 1] (N, H, W, C) -> float32 features (N, dims).
+
+    ``identity`` names the features exactly (it goes into cache keys); ``description`` is what the
+    output says; ``comparable`` is False for features that mean nothing (random weights).
+    """
+
+    fn: Callable
+    identity: str
+    description: str
+    dims: int
+    comparable: bool = True
+    hash: str | None = None
+    """The feature space's name: evaluators.weights_hash of a classifier, the weights file's SHA-256 of
+    InceptionV3 (16 hex digits); None for random weights."""
+    images: int = field(default=0, init=False)
+
+    def __call__(self, images) -> np.ndarray:
+        out = np.asarray(self.fn(images), np.float32)
+        self.images += len(out)
+        return out.reshape(len(out), -1)
+
+
+def extract_features(batches: Iterable, extractor: FeatureExtractor, total=None, label="images", quiet=False):
+    """Features of every image of `batches` (an iterable of image batches in [-1, 1])."""
+    progress = None if quiet else Progress(label, total)
+    parts = []
+    for batch in batches:
+        parts.append(extractor(batch))
+        if progress:
+            progress.update(len(parts[-1]))
+    if progress:
+        progress.close()
+    return np.concatenate(parts) if parts else np.zeros((0, extractor.dims), np.float32)
+
+
+def real_batches(images_uint8, batch_size):
+    """uint8 images -> float32 batches in [-1, 1]."""
+    from datasets import to_model_range
+    for start in range(0, len(images_uint8), batch_size):
+        yield to_model_range(images_uint8[start:start + batch_size])
+
+
+def reconstructed_batches(autoencoder, images_uint8, label, batch_size):
+    """A runs.Autoencoder's reconstructions of uint8 images of one class."""
+    for batch in real_batches(images_uint8, batch_size):
+        yield autoencoder.reconstruct(batch, np.full(len(batch), label, np.int32))
+
+
+def _rgb(images):
+    import tensorflow as tf
+    channels = images.shape[-1]
+    if channels == 3:
+        return images
+    if channels == 1:
+        return tf.tile(images, [1, 1, 1, 3])
+    raise UsageError(f"images with {channels} channels: only 1 (grayscale) or 3 (RGB) are supported")
+
+
+def _randomize(model, seed):
+    """Deterministic He-normal kernels from numpy (random-weight features for tests only)."""
+    rng = np.random.default_rng(seed)
+    for w in model.weights:
+        if w.path.endswith("kernel"):
+            fan_in = int(np.prod(w.shape[:-1]))
+            w.assign((rng.standard_normal(tuple(w.shape)) * np.sqrt(2.0 / fan_in)).astype(np.float32))
+
+
+def _file_digests(path):
+    sha, md5 = hashlib.sha256(), hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+            md5.update(block)
+    return sha.hexdigest(), md5.hexdigest()
+
+
+def inception_extractor(weights_path=None, seed=0) -> FeatureExtractor:
+    """InceptionV3 average-pool features; ImageNet weights from `weights_path`, random if None."""
+    import keras
+    import tensorflow as tf
+    try:
+        base = keras.applications.InceptionV3(
+            include_top=False, pooling="avg", input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3),
+            weights=str(weights_path) if weights_path else None)
+    except Exception as e:
+        reason = (str(e).splitlines() or [type(e).__name__])[0]
+        raise UsageError(f"cannot load InceptionV3 weights from {weights_path}: {reason}") from None
+
+    def features(images):
+        x = tf.image.resize(_rgb(tf.cast(images, tf.float32)), (INCEPTION_SIZE, INCEPTION_SIZE), method="bilinear")
+        return base(x, training=False)
+
+    name = f"InceptionV3 avg pool ({INCEPTION_DIMS}-d)"
+    if weights_path is None:
+        _randomize(base, seed)
+        return FeatureExtractor(tf.function(features, reduce_retracing=True),
+                                f"inception_v3/random-{seed}/keras-{keras.__version__}",
+                                f"{name}, random weights (seed {seed})",
+                                INCEPTION_DIMS, comparable=False)
+    sha256, md5 = _file_digests(weights_path)
+    origin = "official Keras ImageNet weights" if md5 == INCEPTION_WEIGHTS_MD5 else \
+        f"weights from {weights_path} (not the official Keras file)"
+    return FeatureExtractor(tf.function(features, reduce_retracing=True),
+                            f"inception_v3/sha256-{sha256}/keras-{keras.__version__}",
+                            f"{name}, {origin}", INCEPTION_DIMS, hash=sha256[:16])
+
+
+# ---------------------------------------------------------------------------------------------
+# Classifier features
+
+
+def classifier_extractor(model_path, meta=None) -> FeatureExtractor:
+    """Features of the 'features' layer of a saved classifier; images resized to its input. Named by
+    its weights' hash (evaluators.weights_hash)."""
+    import keras
+    import tensorflow as tf
+    from evaluators import weights_hash
+    model = load_model(model_path)
+    features_model = keras.Model(model.inputs, model.get_layer("features").output)
+    size, channels = model.input_shape[1:3], model.input_shape[3]
+    dims = features_model.output_shape[-1]
+
+    def features(images):
+        x = tf.cast(images, tf.float32)
+        if x.shape[-1] != channels:
+            x = tf.reduce_mean(x, axis=-1, keepdims=True) if channels == 1 else _rgb(x)
+        if tuple(x.shape[1:3]) != tuple(size):
+            x = tf.image.resize(x, size, method="bilinear")
+        return features_model(x, training=False)
+
+    weights = weights_hash(model)
+    check = (meta or {}).get("check")
+    accuracy = f", held-out mean per-class recall {check['acsa']:.1%} (chance {check['chance']:.1%})" if check else ""
+    return FeatureExtractor(tf.function(features, reduce_retracing=True), f"classifier/weights-{weights}",
+                            f"classifier penultimate layer ({dims}-d), weights {weights} ({Path(model_path).name})"
+                            f"{accuracy}", dims, hash=weights)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cache of real-image features
+
+
+def default_cache_dir():
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bagan-gp" / "fid"
+
+
+def cache_file(cache_dir, key):
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+    return Path(cache_dir) / f"{digest[:40]}.npz"
+
+
+def cached_real_features(images_uint8, key, extractor, cache_dir, batch_size=DEFAULT_BATCH_SIZE,
+                         label="real images", quiet=False):
+    """Features of real uint8 images, from the cache when the same key was extracted before.
+
+    The key given (dataset, split, class, image size, protocol ...) is completed with the
+    extractor's identity and a hash of the images themselves; returns (features, cache hit).
+    """
+    images_uint8 = np.ascontiguousarray(images_uint8, np.uint8)
+    key = dict(key, format=CACHE_FORMAT, extractor=extractor.identity, count=len(images_uint8),
+               shape=list(images_uint8.shape[1:]),
+               images_sha256=hashlib.sha256(images_uint8.tobytes()).hexdigest())
+    path = cache_file(cache_dir, key) if cache_dir else None
+    if path and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                if json.loads(str(stored["key"])) == key:
+                    return stored["features"], True
+        except (OSError, ValueError, KeyError):
+            pass
+    features = extract_features(real_batches(images_uint8, batch_size), extractor,
+                                len(images_uint8), label, quiet)
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+        def write(tmp):
+            with open(tmp, "wb") as f:
+                np.savez(f, features=features, key=np.array(json.dumps(key, sort_keys=True)))
+        atomic_write(path, write)
+    return features, False

@@ -19,8 +19,10 @@ every permutation, so p = 1.
 """
 from __future__ import annotations
 
+import functools
 import math
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -296,3 +298,53 @@ def minimum_images(measure, dims, k=NEIGHBOURS) -> int:
 
 def _finite(values):
     return [None if v is None or not math.isfinite(v) else float(v) for v in values]
+
+
+@dataclass
+class FeatureSet:
+    """Features of one image set and their Gaussian statistics, for FID and KID against others.
+
+    FID between feature sets takes the same trace as :func:`frechet_distance`, in whichever of two
+    equal forms is cheaper: with sqrt(S1) S2 sqrt(S1) (d x d, sqrt(S1) kept per reference set), or,
+    when a set has n <= d samples so that S = F^T F with the n x d matrix F of its centred samples
+    over sqrt(n - 1), with F S' F^T (n x n), which has the same nonzero eigenvalues.
+    """
+
+    features: np.ndarray
+
+    @property
+    def n(self):
+        return len(self.features)
+
+    @functools.cached_property
+    def stats(self):
+        return feature_statistics(self.features)
+
+    @functools.cached_property
+    def sigma_sqrt(self):
+        return psd_sqrt(self.stats[1])
+
+    @functools.cached_property
+    def factor(self):
+        f = np.asarray(self.features, np.float64)
+        return (f - f.mean(axis=0)) / math.sqrt(max(self.n - 1, 1))
+
+    def _trace_sqrt_product(self, other):
+        small, large = (other, self) if other.n <= self.n else (self, other)
+        if small.n <= self.features.shape[1]:
+            m = small.factor @ large.stats[1] @ small.factor.T
+            return float(np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0.0, None)).sum())
+        return trace_sqrt_product(self.sigma_sqrt, other.stats[1])
+
+    def fid(self, other: "FeatureSet") -> float:
+        """FID between this (reference) set and `other`."""
+        (mu1, sigma1), (mu2, sigma2) = self.stats, other.stats
+        diff = mu1 - mu2
+        value = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * self._trace_sqrt_product(other)
+        return max(float(value), 0.0)
+
+    def kid(self, other: "FeatureSet") -> float:
+        """KID between this set and `other`; NaN when a set has fewer than 2 samples."""
+        if min(self.n, other.n) < 2:
+            return math.nan
+        return kernel_inception_distance(self.features, other.features)

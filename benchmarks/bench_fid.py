@@ -18,7 +18,9 @@ import warnings
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import evaluators  # noqa: E402
 import fid  # noqa: E402
+import metrics  # noqa: E402
 
 
 def tiny_run(folder, image_size):
@@ -38,16 +40,16 @@ def extraction_rate(extractor, image_size, images, batch_size):
     """Images per second of feature extraction on real digits, after one warm-up batch."""
     from datasets import load_dataset
     x = load_dataset("digits", image_size=image_size).x_test[:images]
-    fid.extract_features(fid.real_batches(x[:batch_size], batch_size), extractor, quiet=True)
+    evaluators.extract_features(evaluators.real_batches(x[:batch_size], batch_size), extractor, quiet=True)
     start = time.perf_counter()
-    fid.extract_features(fid.real_batches(x, batch_size), extractor, quiet=True)
+    evaluators.extract_features(evaluators.real_batches(x, batch_size), extractor, quiet=True)
     return len(x) / (time.perf_counter() - start), len(x)
 
 
 def timed_table(argv):
     start = time.perf_counter()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", fid.SingularCovarianceWarning)
+        warnings.simplefilter("ignore", metrics.SingularCovarianceWarning)
         result = fid.score(fid.parse_args(argv))
     return time.perf_counter() - start, result
 
@@ -61,14 +63,14 @@ def main(argv=None):
     p.add_argument("--per-class", type=int, default=20, help="generated images per class in the table")
     p.add_argument("--real-per-class", type=int, help="real images per class (default: all test images)")
     p.add_argument("--images", type=int, default=64, help="images for the throughput measurement")
-    p.add_argument("--batch-size", type=int, default=fid.DEFAULT_BATCH_SIZE)
+    p.add_argument("--batch-size", type=int, default=evaluators.DEFAULT_BATCH_SIZE)
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
         run = args.run or tiny_run(tmp, args.image_size)
         image_size = fid.load_run(run).config["image_size"]
-        extractor = fid.inception_extractor(fid.inception_weights_path(args.weights))
+        extractor = evaluators.inception_extractor(evaluators.inception_weights_path(args.weights))
         rate, n = extraction_rate(extractor, image_size, args.images, args.batch_size)
 
         table = [run, "--weights", args.weights, "--per-class", str(args.per_class),

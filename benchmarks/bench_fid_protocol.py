@@ -81,13 +81,13 @@ def original(args):
     import scipy.linalg
     import scipy.ndimage
     import keras
-    import fid
+    import evaluators
     from datasets import load_dataset
 
     data = load_dataset("fashion_mnist", image_size=args.image_size)
     model = keras.applications.InceptionV3(include_top=False, pooling="avg", input_shape=(299, 299, 3),
                                            weights=None)
-    fid._randomize(model, 0)  # the same random weights as fid.py's --weights random
+    evaluators._randomize(model, 0)  # the same random weights as fid.py's --weights random
     generator = keras.models.load_model(os.path.join(args.run, "generator.keras"))
     model.predict(np.zeros((2, 299, 299, 3)), verbose=0)  # warm-up: trace the predict function
     setup_s = time.perf_counter() - start
@@ -140,7 +140,9 @@ def project(args):
     start = time.perf_counter()
     import numpy as np
     from pathlib import Path
+    import evaluators
     import fid
+    import metrics
     from datasets import load_dataset
     from runs import generated_batches
 
@@ -150,7 +152,7 @@ def project(args):
     scored, key = fid._runs_and_dataset(score_args)
     data = load_dataset(key["dataset"], data_dir=key["data_dir"], image_size=key["image_size"],
                         imbalanced=key["imbalanced"], seed=key["seed"], resize=key["resize"], window=key["window"])
-    extractor = fid.inception_extractor(None, seed=score_args.seed)
+    extractor = evaluators.inception_extractor(None, seed=score_args.seed)
     scoring = fid.Scoring(data, key, extractor, Path(score_args.cache_dir), score_args.batch_size,
                           score_args.real_per_class)
     generator = scored[0].load_generator()
@@ -166,7 +168,7 @@ def project(args):
                                  score_args.per_class, f"class {data.class_names[c]}")
     t2 = time.perf_counter()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", fid.SingularCovarianceWarning)
+        warnings.simplefilter("ignore", metrics.SingularCovarianceWarning)
         value = reference.fid(generated)
     t3 = time.perf_counter()
     kid = reference.kid(generated)
@@ -210,7 +212,7 @@ def main(argv=None):
     p.add_argument("--real-per-class", type=int, default=1000, help="real test images of the class")
     p.add_argument("--label", type=int, default=0, help="the class")
     p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--batch-size", type=int, help="fid.py's extraction batch (default: fid.DEFAULT_BATCH_SIZE)")
+    p.add_argument("--batch-size", type=int, help="fid.py's extraction batch (default: evaluators.DEFAULT_BATCH_SIZE)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--only", choices=["original", "project"], help="time one protocol only")
     p.add_argument("--json", action="store_true")
@@ -220,8 +222,8 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     if args.batch_size is None:
-        import fid
-        args.batch_size = fid.DEFAULT_BATCH_SIZE
+        import evaluators
+        args.batch_size = evaluators.DEFAULT_BATCH_SIZE
     if args.worker:
         import contextlib
         with contextlib.redirect_stdout(sys.stderr):

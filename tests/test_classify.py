@@ -260,6 +260,68 @@ def test_cnn_has_the_papers_layers():
 # The command line
 
 
+def test_each_remedy_row_has_its_training_set():
+    """weights adds nothing (and weighs n_max / n_c), oversample and online add duplicates of each
+    class's own images up to the largest class, each original used equally often; the same seed
+    gives the same set."""
+    data = load_dataset("digits", image_size=32, imbalanced=True)
+    x, y = data.x_train, data.y_train
+    counts = np.bincount(y, minlength=10)
+    for kind in ("none", "weights"):
+        assert len(classify.added_images(classify.Row(kind, kind), x, y, 0, 10, None, True)[1]) == 0
+    assert classify.class_weights(y, 10) == {c: counts.max() / n for c, n in enumerate(counts)}
+    for kind in ("oversample", "online"):
+        x_add, y_add = classify.added_images(classify.Row(kind, kind), x, y, 5, 10, None, True)
+        assert np.bincount(y_add, minlength=10).tolist() == (counts.max() - counts).tolist()
+        for c in (1, 5):
+            originals = {image.tobytes(): 0 for image in x[y == c]}
+            for image in x_add[y_add == c]:
+                originals[image.tobytes()] += 1  # a KeyError: not a duplicate of its own class
+            uses = list(originals.values())
+            assert max(uses) - min(uses) <= 1, uses
+        again, _ = classify.added_images(classify.Row(kind, kind), x, y, 5, 10, None, True)
+        other, _ = classify.added_images(classify.Row(kind, kind), x, y, 6, 10, None, True)
+        assert np.array_equal(again, x_add) and not np.array_equal(other, x_add)
+
+
+def test_the_synthetic_ratio_caps_the_generated_images_and_online_fills_the_rest(tiny_run):
+    from runs import load_model
+    data = load_dataset("digits", image_size=32, imbalanced=True)
+    x, y = data.x_train, data.y_train
+    counts = np.bincount(y, minlength=10)
+    row = classify.Row("run", "generator", generator=load_model(tiny_run / "generator.keras"))
+    _, y_add = classify.added_images(row, x, y, 0, 10, None, True, ratio=0.5)
+    assert np.bincount(y_add, minlength=10).tolist() == np.minimum(counts.max() - counts, counts // 2).tolist()
+    row.online = True
+    x_add, y_add = classify.added_images(row, x, y, 0, 10, None, True, ratio=0.5)
+    assert np.bincount(y_add, minlength=10).tolist() == (counts.max() - counts).tolist()
+    generated = len(y_add) - int(np.sum(np.maximum(counts.max() - counts - counts // 2, 0)))
+    assert generated == int(np.sum(np.minimum(counts.max() - counts, counts // 2)))
+
+
+def test_online_transforms_are_drawn_again_at_every_epoch():
+    from datasets import make_tf_dataset
+    x = (np.arange(8 * 16 * 16) % 251).reshape(8, 16, 16, 1).astype(np.uint8)
+    plain = make_tf_dataset(x, np.zeros(8, int), 8, shuffle=False)
+    batches = classify.online_transforms(plain, seed=0)
+    first, second = (np.asarray(next(iter(batches))[0]) for _ in range(2))
+    assert not np.allclose(first, second) and not np.allclose(first, np.asarray(next(iter(plain))[0]))
+
+
+def test_the_remedy_rows_train_and_report_their_counts(tiny_run, tmp_path, capsys):
+    assert classify.main(["--dataset", "digits", "--imbalanced", "--no-reference", "--seeds", "1", "--epochs", "1",
+                          "--augment", "weights", "--augment", "oversample", "--augment", "online", "--augment",
+                          f"online+{tiny_run}", "--synthetic-ratio", "2", "--out", str(tmp_path), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    rows = {row["name"]: row for row in result["rows"]}
+    counts = result["train_counts"]
+    assert list(rows) == ["weights", "oversample", "online", f"online+{tiny_run.name}"]
+    assert result["synthetic_ratio"] == 2.0
+    assert sum(rows["weights"]["train_counts"]) < sum(counts)  # the fit part: validation images held out
+    for name in ("oversample", "online", f"online+{tiny_run.name}"):
+        assert len(set(rows[name]["train_counts"])) == 1, name  # every class as large as the largest
+
+
 @pytest.fixture(scope="module")
 def cli_run(tiny_run, tmp_path_factory):
     """python classify.py --json on imbalanced digits: none, affine, the tiny run, 1 seed, 1 epoch."""
@@ -345,6 +407,10 @@ BAD = {
     "missing-run": (["--dataset", "digits", "--augment", "{tmp}/missing"], "does not exist"),
     "twice": (["--dataset", "digits", "--augment", "none", "--augment", "none"], "twice"),
     "seeds-0": (["--dataset", "digits", "--seeds", "0"], "--seeds"),
+    "ratio-0": (["--dataset", "digits", "--synthetic-ratio", "0"], "--synthetic-ratio must be above 0"),
+    "ratio-negative": (["--dataset", "digits", "--synthetic-ratio", "-1"], "--synthetic-ratio must be above 0"),
+    "online-of-a-remedy": (["--dataset", "digits", "--augment", "online+affine"], "takes a run folder"),
+    "online-of-nothing": (["--dataset", "digits", "--augment", "online+{tmp}/missing"], "does not exist"),
 }
 
 

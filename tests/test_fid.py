@@ -121,7 +121,7 @@ def test_feature_sets_take_the_same_trace(n1, n2):
     expected = metrics.frechet_distance(*stats(a), *stats(b))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", metrics.SingularCovarianceWarning)
-        assert fid.FeatureSet(a).fid(fid.FeatureSet(b)) == pytest.approx(expected, rel=1e-7)
+        assert metrics.FeatureSet(a).fid(metrics.FeatureSet(b)) == pytest.approx(expected, rel=1e-7)
 
 
 def test_shape_mismatch_is_an_error():
@@ -180,7 +180,7 @@ def tiny_model():
 
 def counting_extractor(model, identity="tiny"):
     """The tiny model as a FeatureExtractor; its `images` attribute counts the images it saw."""
-    return fid.FeatureExtractor(lambda images: model(images, training=False), identity, "tiny model", 6)
+    return evaluators.FeatureExtractor(lambda images: model(images, training=False), identity, "tiny model", 6)
 
 
 def test_features_path_matches_direct_model_outputs(tiny_model):
@@ -189,15 +189,15 @@ def test_features_path_matches_direct_model_outputs(tiny_model):
     real = rng.integers(0, 256, (10, 12, 12, 1), dtype=np.uint8)
     fake = rng.integers(0, 200, (9, 12, 12, 1), dtype=np.uint8)
     extractor = counting_extractor(tiny_model)
-    f_real = fid.extract_features(fid.real_batches(real, 3), extractor, quiet=True)
-    f_fake = fid.extract_features(fid.real_batches(fake, 4), extractor, quiet=True)
+    f_real = evaluators.extract_features(evaluators.real_batches(real, 3), extractor, quiet=True)
+    f_fake = evaluators.extract_features(evaluators.real_batches(fake, 4), extractor, quiet=True)
     direct_real = tiny_model.predict(to_model_range(real), verbose=0)
     direct_fake = tiny_model.predict(to_model_range(fake), verbose=0)
     np.testing.assert_allclose(f_real, direct_real, rtol=1e-5, atol=1e-6)
     assert extractor.images == 19
     expected = reference_fid(*stats(direct_real), *stats(direct_fake))
-    assert fid.FeatureSet(f_real).fid(fid.FeatureSet(f_fake)) == pytest.approx(expected, rel=1e-4)
-    assert fid.FeatureSet(f_real).kid(fid.FeatureSet(f_fake)) == pytest.approx(
+    assert metrics.FeatureSet(f_real).fid(metrics.FeatureSet(f_fake)) == pytest.approx(expected, rel=1e-4)
+    assert metrics.FeatureSet(f_real).kid(metrics.FeatureSet(f_fake)) == pytest.approx(
         direct_kid(direct_real.astype(np.float64), direct_fake.astype(np.float64)), rel=1e-4)
 
 
@@ -207,20 +207,20 @@ def test_real_features_are_cached_and_keyed(tiny_model, tmp_path):
     key = dict(dataset="digits", imbalanced=False, image_size=12, seed=42, split="test", label=0)
     extractor = counting_extractor(tiny_model)
 
-    first, hit = fid.cached_real_features(images, key, extractor, tmp_path, 4, quiet=True)
+    first, hit = evaluators.cached_real_features(images, key, extractor, tmp_path, 4, quiet=True)
     assert not hit and extractor.images == 7
-    again, hit = fid.cached_real_features(images, key, extractor, tmp_path, 4, quiet=True)
+    again, hit = evaluators.cached_real_features(images, key, extractor, tmp_path, 4, quiet=True)
     assert hit and extractor.images == 7
     np.testing.assert_array_equal(first, again)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")] == []
 
     for changed in (dict(key, label=1), dict(key, image_size=16), dict(key, imbalanced=True)):
         before = extractor.images
-        _, hit = fid.cached_real_features(images, changed, extractor, tmp_path, 4, quiet=True)
+        _, hit = evaluators.cached_real_features(images, changed, extractor, tmp_path, 4, quiet=True)
         assert not hit and extractor.images == before + 7
-    _, hit = fid.cached_real_features(images[:6], key, extractor, tmp_path, 4, quiet=True)
+    _, hit = evaluators.cached_real_features(images[:6], key, extractor, tmp_path, 4, quiet=True)
     assert not hit
-    _, hit = fid.cached_real_features(images, key, counting_extractor(tiny_model, "other"), tmp_path, 4, quiet=True)
+    _, hit = evaluators.cached_real_features(images, key, counting_extractor(tiny_model, "other"), tmp_path, 4, quiet=True)
     assert not hit
     assert len(list(tmp_path.glob("*.npz"))) == 6
 
@@ -229,12 +229,12 @@ def test_corrupt_cache_file_is_recomputed(tiny_model, tmp_path):
     images = np.zeros((3, 12, 12, 1), np.uint8)
     key = dict(split="test", label=0)
     extractor = counting_extractor(tiny_model)
-    fid.cached_real_features(images, key, extractor, tmp_path, 4, quiet=True)
+    evaluators.cached_real_features(images, key, extractor, tmp_path, 4, quiet=True)
     path = next(tmp_path.glob("*.npz"))
     path.write_bytes(b"not an npz file")
-    features, hit = fid.cached_real_features(images, key, extractor, tmp_path, 4, quiet=True)
+    features, hit = evaluators.cached_real_features(images, key, extractor, tmp_path, 4, quiet=True)
     assert not hit and features.shape == (3, 6)
-    assert fid.cached_real_features(images, key, extractor, tmp_path, 4, quiet=True)[1]
+    assert evaluators.cached_real_features(images, key, extractor, tmp_path, 4, quiet=True)[1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -413,15 +413,15 @@ def test_weights_file_in_keras_home_is_loaded(tmp_path, monkeypatch):
     import tensorflow as tf
     from keras.src.legacy.saving import legacy_h5_format
     model = keras.applications.InceptionV3(include_top=False, pooling="avg", weights=None,
-                                           input_shape=(fid.INCEPTION_SIZE, fid.INCEPTION_SIZE, 3))
-    fid._randomize(model, 5)
+                                           input_shape=(evaluators.INCEPTION_SIZE, evaluators.INCEPTION_SIZE, 3))
+    evaluators._randomize(model, 5)
     path = tmp_path / "keras" / "models" / evaluators.INCEPTION_WEIGHTS_FILE
     path.parent.mkdir(parents=True)
     with h5py.File(path, "w") as f:
         legacy_h5_format.save_weights_to_hdf5_group(f, model)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     assert evaluators.inception_weights_path() == path
-    extractor = fid.inception_extractor(path)
+    extractor = evaluators.inception_extractor(path)
     assert extractor.comparable and "not the official Keras file" in extractor.description
     images = np.random.default_rng(13).uniform(-1, 1, (2, 32, 32, 1)).astype(np.float32)
     direct = model(tf.image.resize(np.repeat(images, 3, axis=-1), (299, 299)), training=False)

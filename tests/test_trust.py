@@ -262,8 +262,9 @@ def test_fid_refuses_a_feature_classifier_that_cannot_tell_the_classes_apart(sma
     model, _ = train_judge(replace(small_data, y_train=np.full_like(small_data.y_train, 1)), seed=0, min_steps=50)
     check = metrics.chance_check(small_data.y_test, predict(model, small_data.x_test).argmax(axis=1), 4,
                                  list(small_data.class_names))
+    import evaluators
     from evaluators import feature_meta_path, weights_hash
-    key = fid.space_key(fid.dataset_key(fid.load_run(run_dir), fid.parse_args([str(run_dir)])))
+    key = evaluators.data_key(fid.dataset_key(fid.load_run(run_dir), fid.parse_args([str(run_dir)])))
     model.save(run_dir / fid.CLASSIFIER_FILE)
     feature_meta_path(run_dir / fid.CLASSIFIER_FILE).write_text(json.dumps(dict(hash=weights_hash(model), dataset=key,
                                                                                 epochs=1, check=check)))
