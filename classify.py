@@ -32,6 +32,10 @@ Every ``--augment`` value is one training set, one row of the table:
     generated images alike at every epoch (classes still short of the largest after the generated
     images, with ``--synthetic-ratio``, are filled up with duplicates, as in ``online``).
 
+``--select confidence`` and ``--select novel`` keep only some generated images
+(evaluators.select_generated), judged by ``selection_classifier``: a CNN trained on the fit part of
+the training split of each seed, so never on a validation or test image.
+
 With ``--imbalanced`` on digits, Fashion-MNIST or CIFAR-10 a first row, ``balanced (real)``, fills
 every class up with *real* images: images of the dataset that the imbalance rule left out, in
 neither split. It is the balanced training set of the protocol without any test image. (The
@@ -91,7 +95,8 @@ import numpy as np  # noqa: E402
 
 from datasets import (BALANCED_TEST_SETS, DatasetError, add_dataset_arguments, balanced_test_set,  # noqa: E402
                       check_dataset_arguments, default_image_size)
-from evaluators import LEARNING_RATE, build_cnn, predict  # noqa: E402  (the one CNN)
+from evaluators import (LEARNING_RATE, SELECT_DRAW_CAP, SELECT_RULES, SELECT_THRESHOLD, build_cnn,  # noqa: E402
+                        predict, select_generated)
 from runs import GENERATORS, RESULTS_DIR, Run, UsageError, generated_batches, load_model, save_json  # noqa: E402
 from tables import METRICS, REFERENCE, classify_table, plot_per_class_recall  # noqa: E402
 
@@ -112,6 +117,9 @@ CLASSIFIERS = {
     "cnn": "CNN of paper 003 (3 conv + max-pool blocks, dense output)",
     "cnn_svm": "CNN-SVM of paper 004 (the CNN's 128-d hidden features into an RBF SVM)",
 }
+SELECTOR_EPOCHS = 10
+"""Epochs of the selection classifier (--select): the CNN on the fit part of the training split only,
+class-weighted, no early stopping (the validation images stay unseen)."""
 SCORES_DIR = "scores"
 """Under --out: one JSON file per (training set, seed) classifier, reused by a later call with the same inputs."""
 
@@ -417,6 +425,7 @@ class Row:
     kind: str  # "reference", one of CLASSIC, or "generator"
     run: Run | None = None
     online: bool = False  # online's transforms at every epoch (online, online+RUN_DIR)
+    selection: list = field(default_factory=list)  # per seed: select_generated's per-class stats
     generator: object = None
     described: str | None = None  # which of the run's generators, as runs.Run.generator_choice says
     generator_path: str | None = None
@@ -462,6 +471,10 @@ def _check_numbers(args):
         raise UsageError(f"--top-k must be at least 1, got {args.top_k}")
     if args.synthetic_ratio is not None and not args.synthetic_ratio > 0:
         raise UsageError(f"--synthetic-ratio must be above 0, got {args.synthetic_ratio}")
+    if not 0 < args.select_threshold < 1:
+        raise UsageError(f"--select-threshold must be between 0 and 1, got {args.select_threshold}")
+    if args.select and not any(v not in CLASSIC for v in args.augment or []):
+        raise UsageError("--select chooses among a run's generated images: add --augment RUN_DIR")
 
 
 def _protocol(args, runs):
@@ -540,14 +553,28 @@ def prepare(args):
 # The protocol
 
 
-def added_images(row, x, y, seed, num_classes, pool, flip, ratio=None):
-    """The images a row adds to the (fit part of the) training split."""
+def selection_classifier(x, y, num_classes, seed):
+    """The CNN --select judges generated images with: trained on `x` (the fit part of the training
+    split, never a validation or test image), class-weighted, SELECTOR_EPOCHS epochs."""
+    model, _ = train_cnn(x, y, x[:0], y[:0], num_classes, seed, SELECTOR_EPOCHS, class_weight=class_weights(y, num_classes))
+    return model
+
+
+def added_images(row, x, y, seed, num_classes, pool, flip, ratio=None, selector=None, rules=(),
+                 threshold=SELECT_THRESHOLD):
+    """The images a row adds to the (fit part of the) training split; with `rules`, a generator
+    row's images are kept by evaluators.select_generated and its per-class counts kept in row.selection."""
     if row.kind == "affine":
         return rebalance_with_affine(x, y, seed, num_classes, flip)
     if row.kind in ("oversample", "online"):
         return rebalance_with_duplicates(x, y, seed, num_classes)
     if row.kind == "generator":
-        x_add, y_add = rebalance_with_generator(x, y, row.generator, seed, num_classes, ratio=ratio)
+        if rules:
+            x_add, y_add, stats = select_generated(row.generator, selector, x, y, synthetic_counts(y, num_classes, ratio),
+                                                   seed, rules, threshold)
+            row.selection.append(dict(seed=seed, selector_images=len(y), classes=stats))
+        else:
+            x_add, y_add = rebalance_with_generator(x, y, row.generator, seed, num_classes, ratio=ratio)
         if row.online:  # still short of the largest class (with a ratio): duplicates, as online's
             x_more, y_more = rebalance_with_duplicates(np.concatenate([x, x_add]), np.concatenate([y, y_add]),
                                                        seed, num_classes)
@@ -568,7 +595,10 @@ def score_inputs(args, key, top_k, row, seed) -> dict:
                 batch_size=args.batch_size, val_share=args.val_share, affine_flip=args.affine_flip, top_k=top_k,
                 learning_rate=LEARNING_RATE, row=row.name, kind=row.kind, generator=generator, seed=seed,
                 **({"synthetic_ratio": args.synthetic_ratio} if row.kind == "generator" and args.synthetic_ratio
-                   else {}))
+                   else {}),
+                **({"select": sorted(args.select), "select_threshold": args.select_threshold,
+                    "select_cap": SELECT_DRAW_CAP, "selector_epochs": SELECTOR_EPOCHS}
+                   if row.kind == "generator" and args.select else {}))
 
 
 def score_path(scores_dir, inputs) -> Path:
@@ -600,6 +630,7 @@ def run_protocol(args, data, rows, pool, key, top_k, scores_dir=None) -> dict:
     seeds = list(range(args.seeds))
     if scores_dir is not None:
         Path(scores_dir).mkdir(parents=True, exist_ok=True)
+    selectors = {}
     for seed in seeds:
         fit, val = split_validation(data.y_train, args.val_share, seed, c)
         x_fit, y_fit = data.x_train[fit], data.y_train[fit]
@@ -608,11 +639,15 @@ def run_protocol(args, data, rows, pool, key, top_k, scores_dir=None) -> dict:
             saved = load_score(scores_dir, inputs)
             if saved is not None:
                 row.counts, scored = saved["counts"], saved["scored"]
+                row.selection += [saved["selection"]] if saved.get("selection") else []
                 row.per_seed.append(dict(seed=seed, **scored))
                 print(f"[classify] seed {seed}, {row.name}: test accuracy {scored['accuracy']:.3f}, reused from "
                       f"{score_path(scores_dir, inputs)}", file=sys.stderr, flush=True)
                 continue
-            x_add, y_add = added_images(row, x_fit, y_fit, seed, c, pool, args.affine_flip, args.synthetic_ratio)
+            if row.kind == "generator" and args.select and selectors.get(seed) is None:
+                selectors[seed] = selection_classifier(x_fit, y_fit, c, seed)
+            x_add, y_add = added_images(row, x_fit, y_fit, seed, c, pool, args.affine_flip, args.synthetic_ratio,
+                                        selectors.get(seed), tuple(args.select or ()), args.select_threshold)
             x = np.concatenate([x_fit, x_add])
             y = np.concatenate([y_fit, y_add])
             row.counts = np.bincount(y, minlength=c).tolist()
@@ -622,7 +657,8 @@ def run_protocol(args, data, rows, pool, key, top_k, scores_dir=None) -> dict:
                                      args.affine_flip)
             row.per_seed.append(dict(seed=seed, **scored))
             if scores_dir is not None:
-                save_json(score_path(scores_dir, inputs), dict(inputs=inputs, counts=row.counts, scored=scored))
+                save_json(score_path(scores_dir, inputs), dict(inputs=inputs, counts=row.counts, scored=scored,
+                                                               selection=row.selection[-1] if row.selection else None))
             print(f"[classify] seed {seed}, {row.name}: {len(y)} training images ({len(y_add)} added), "
                   f"{scored['epochs']} epochs (best {scored['best_epoch']}), test accuracy "
                   f"{scored['accuracy']:.3f}, {scored['seconds']} s", file=sys.stderr, flush=True)
@@ -634,14 +670,15 @@ def run_protocol(args, data, rows, pool, key, top_k, scores_dir=None) -> dict:
         result_rows.append(dict(
             name=row.name, kind=row.kind, run_dir=str(row.run.path) if row.run else None, generator=row.described,
             train_counts=row.counts, train_images=int(sum(row.counts)), mean=mean, std=std,
-            per_seed=row.per_seed))
+            per_seed=row.per_seed, **({"selection": row.selection} if row.selection else {})))
     reference = None
     if pool is not None:
         reference = dict(pool_images=len(pool.y), pool_counts=np.bincount(pool.y, minlength=c).tolist(),
                          test_images_in_balanced_training_split=pool.test_in_balanced_train)
     return dict(
         **key, classifier=args.classifier, classifier_description=CLASSIFIERS[args.classifier],
-        synthetic_ratio=args.synthetic_ratio, seeds=seeds, epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
+        synthetic_ratio=args.synthetic_ratio, select=sorted(args.select) if args.select else None,
+        select_threshold=args.select_threshold if args.select else None, seeds=seeds, epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
         learning_rate=LEARNING_RATE, val_share=args.val_share, validation_counts=val_counts, top_k=top_k,
         affine=dict(AFFINE, horizontal_flip=args.affine_flip),
         class_names=list(data.class_names), train_counts=data.train_counts(), test_counts=data.test_counts(),
@@ -675,6 +712,14 @@ def parse_args(argv=None):
                         "with a class-weighted loss, with random duplicates, with affine copies, with duplicates "
                         "and random transforms at every epoch; a run's generated images, alone or with online's "
                         "transforms")
+    p.add_argument("--select", action="append", choices=SELECT_RULES,
+                   help="keep only generated images that a CNN trained on the real training images (never the "
+                        "validation or test images) gives their class with probability at least --select-threshold "
+                        "(confidence), or that are no nearer to a training image than fid.py's memorisation "
+                        f"threshold (novel); more are drawn until the quota is met or {SELECT_DRAW_CAP}x it is "
+                        "drawn; may be given twice")
+    p.add_argument("--select-threshold", type=float, default=SELECT_THRESHOLD,
+                   help=f"--select confidence's probability (default {SELECT_THRESHOLD})")
     p.add_argument("--synthetic-ratio", type=float, metavar="R",
                    help="at most R generated images per real image of a class (default: fill every class up to "
                         "the largest, as papers 003 and 004 do)")

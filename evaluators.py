@@ -463,3 +463,61 @@ def cached_real_features(images_uint8, key, extractor, cache_dir, batch_size=DEF
                 np.savez(f, features=features, key=np.array(json.dumps(key, sort_keys=True)))
         atomic_write(path, write)
     return features, False
+
+
+# ---------------------------------------------------------------------------------------------
+# Selecting generated images
+
+
+SELECT_RULES = ("confidence", "novel")
+SELECT_THRESHOLD = 0.9
+SELECT_DRAW_CAP = 10
+"""select_generated draws at most this many images per image it must keep, then stops short."""
+
+
+def select_generated(generator, selector, x_real, y_real, quota, seed=0, rules=("confidence",),
+                     threshold=SELECT_THRESHOLD, cap=SELECT_DRAW_CAP, batch_size=PREDICT_BATCH):
+    """Generated images of each class c, `quota[c]` of them kept by `rules`, drawing (noise of
+    runs.generated_batches) until the quota is met or cap * quota[c] are drawn:
+
+    * confidence (HistoGAN's selection, Xue et al. 2021): `selector`, a CNN trained on the real
+      training images only, gives the image's class a softmax probability of at least `threshold`;
+    * novel: the image is no nearer to a training image of its class than a typical training image
+      is to its nearest neighbour, in the selector's "features" layer (metrics.copy_ratios below 1
+      is fid.py's memorisation).
+
+    Returns (uint8 images, labels, stats): stats per class real, drawn, kept, dropped, acceptance."""
+    import keras
+    from datasets import resize_images, to_model_range, to_uint8
+    from metrics import copy_ratios
+    both = keras.Model(selector.inputs, [selector.get_layer("features").output, selector.outputs[0]])
+    size = selector.input_shape[1]
+    images, labels, stats = [], [], []
+    for c, want in enumerate(int(q) for q in quota):
+        real = x_real[y_real == c]
+        train_features = np.asarray(predict(both, real)[0], np.float32) if "novel" in rules and len(real) else None
+        kept, drawn = [], 0
+        step = min(batch_size, max(2 * want, 32))  # the noise does not depend on it (runs.generated_batches)
+        for batch in generated_batches(generator, c, cap * want, step, seed) if want else ():
+            batch = resize_images(to_uint8(batch), size)
+            features, logits = (np.asarray(v, np.float32) for v in both(to_model_range(batch), training=False))
+            keep = np.ones(len(batch), bool)
+            if "confidence" in rules:
+                z = logits - logits.max(axis=1, keepdims=True)
+                keep &= np.exp(z[:, c]) / np.exp(z).sum(axis=1) >= threshold
+            if train_features is not None and len(train_features) >= 2:
+                keep &= copy_ratios(train_features, features)[0] >= 1.0
+            hits = np.flatnonzero(keep)
+            short = want - sum(len(k) for k in kept)
+            if len(hits) >= short:  # the quota is met at the short-th kept image: what follows is not drawn
+                kept.append(batch[hits[:short]])
+                drawn += int(hits[short - 1]) + 1
+                break
+            kept.append(batch[hits])
+            drawn += len(batch)
+        kept = np.concatenate(kept) if kept else np.zeros((0, *x_real.shape[1:]), np.uint8)
+        images.append(kept)
+        labels.append(np.full(len(kept), c, np.int64))
+        stats.append(dict(real=int(len(real)), drawn=drawn, kept=int(len(kept)), dropped=drawn - int(len(kept)),
+                          acceptance=len(kept) / drawn if drawn else None))
+    return np.concatenate(images), np.concatenate(labels), stats

@@ -85,6 +85,18 @@ def fid_table(result) -> str:
     lines.append("The training images of each class, for Memorised and NN ratio: "
                  + ", ".join(f"{c['name']}: {n}" for c, n in zip(result["classes"], result["train_counts"])))
     lines += [f"Generator of {row['name']}: {row['generator']}" for row in result["rows"] if row.get("generator")]
+    for row in result["rows"]:
+        if row.get("selection"):
+            rule = " and ".join(result.get("select") or [])
+            threshold = result.get("select_threshold")
+            lines += ["", f"Generated images of {row['name']} kept by --select {rule}"
+                      + (f" (threshold {threshold})" if "confidence" in rule else "")
+                      + ", summed over the seeds: class: real, kept, dropped, acceptance"]
+            for c, name in enumerate(result["class_names"]):
+                per_seed = [s["classes"][c] for s in row["selection"]]
+                drawn, kept = sum(s["drawn"] for s in per_seed), sum(s["kept"] for s in per_seed)
+                if drawn:
+                    lines.append(f"  {name}: {per_seed[0]['real']}, {kept}, {drawn - kept}, {kept / drawn:.2f}")
     lines += [f"Nearest training images of the smallest classes, {name}: {path}" for name, path in result["pictures"].items()]
     for row in result["rows"]:
         if row["type"] == "reconstructed":
@@ -160,6 +172,18 @@ def classify_table(result) -> str:
         table.append([row["name"], *(_cell(v, None, ".2f") for v in row["mean"]["per_class_recall"])])
     lines += _format_grid(table)
     lines += [f"Generator of {row['name']}: {row['generator']}" for row in result["rows"] if row.get("generator")]
+    for row in result["rows"]:
+        if row.get("selection"):
+            rule = " and ".join(result.get("select") or [])
+            threshold = result.get("select_threshold")
+            lines += ["", f"Generated images of {row['name']} kept by --select {rule}"
+                      + (f" (threshold {threshold})" if "confidence" in rule else "")
+                      + ", summed over the seeds: class: real, kept, dropped, acceptance"]
+            for c, name in enumerate(result["class_names"]):
+                per_seed = [s["classes"][c] for s in row["selection"]]
+                drawn, kept = sum(s["drawn"] for s in per_seed), sum(s["kept"] for s in per_seed)
+                if drawn:
+                    lines.append(f"  {name}: {per_seed[0]['real']}, {kept}, {drawn - kept}, {kept / drawn:.2f}")
     if result["reference"]:
         ref = result["reference"]
         lines += ["", f"The '{REFERENCE}' row fills every class up with real images that the imbalance rule left out "

@@ -322,6 +322,57 @@ def test_the_remedy_rows_train_and_report_their_counts(tiny_run, tmp_path, capsy
         assert len(set(rows[name]["train_counts"])) == 1, name  # every class as large as the largest
 
 
+def test_every_kept_image_satisfies_its_selection_rule(tiny_run):
+    """select_generated keeps an image only when the selector gives its class at least the threshold
+    (confidence) and it is no nearer to a training image than the typical neighbour distance (novel);
+    it draws until the quota or the cap, and the same seed keeps the same images."""
+    import keras
+    import evaluators
+    from metrics import copy_ratios
+    from runs import load_model
+    data = load_dataset("digits", image_size=32, imbalanced=True)
+    x, y = data.x_train, data.y_train
+    selector = classify.selection_classifier(x, y, 10, seed=0)
+    generator = load_model(tiny_run / "generator.keras")
+    quota = np.array([0, 5, 5, 0, 0, 0, 0, 0, 0, 3])
+    threshold = 0.1  # the tiny run's images: some above, some below
+    kept, labels, stats = evaluators.select_generated(generator, selector, x, y, quota, seed=1,
+                                                      rules=("confidence", "novel"), threshold=threshold)
+    both = keras.Model(selector.inputs, [selector.get_layer("features").output, selector.outputs[0]])
+    for c in (1, 2, 9):
+        mine = kept[labels == c]
+        assert stats[c]["kept"] == len(mine) <= quota[c] and stats[c]["real"] == int(np.sum(y == c))
+        assert stats[c]["drawn"] == stats[c]["kept"] + stats[c]["dropped"] <= evaluators.SELECT_DRAW_CAP * quota[c]
+        assert len(mine) == quota[c] or stats[c]["drawn"] == evaluators.SELECT_DRAW_CAP * quota[c]
+        if len(mine):
+            features, logits = (np.asarray(v) for v in evaluators.predict(both, mine))
+            probability = np.exp(logits - logits.max(axis=1, keepdims=True))
+            probability /= probability.sum(axis=1, keepdims=True)
+            assert (probability[:, c] >= threshold - 1e-4).all()
+            train = np.asarray(evaluators.predict(both, x[y == c])[0])
+            assert (copy_ratios(train, features)[0] >= 1.0 - 1e-4).all()
+    assert stats[0]["drawn"] == 0 and not (labels == 0).any()
+    assert len(kept) > 0 and sum(s["dropped"] for s in stats) > 0  # the rules kept some and dropped some
+    again, _, _ = evaluators.select_generated(generator, selector, x, y, quota, seed=1, rules=("confidence", "novel"),
+                                             threshold=threshold)
+    assert np.array_equal(again, kept)
+
+
+def test_selected_rows_report_what_was_kept_and_the_selector_never_sees_validation_images(tiny_run, tmp_path,
+                                                                                          capsys):
+    assert classify.main(["--dataset", "digits", "--imbalanced", "--no-reference", "--seeds", "1", "--epochs", "1",
+                          "--augment", str(tiny_run), "--select", "confidence", "--select-threshold", "0.3",
+                          "--out", str(tmp_path), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    row = result["rows"][0]
+    fit_images = sum(result["train_counts"]) - sum(result["validation_counts"])
+    assert row["selection"][0]["selector_images"] == fit_images
+    classes = row["selection"][0]["classes"]
+    added = np.array(row["train_counts"]) - (np.array(result["train_counts"]) - np.array(result["validation_counts"]))
+    assert [s["kept"] for s in classes] == added.tolist()
+    assert "kept by --select confidence (threshold 0.3)" in tables.classify_table(result)
+
+
 @pytest.fixture(scope="module")
 def cli_run(tiny_run, tmp_path_factory):
     """python classify.py --json on imbalanced digits: none, affine, the tiny run, 1 seed, 1 epoch."""
@@ -411,6 +462,9 @@ BAD = {
     "ratio-negative": (["--dataset", "digits", "--synthetic-ratio", "-1"], "--synthetic-ratio must be above 0"),
     "online-of-a-remedy": (["--dataset", "digits", "--augment", "online+affine"], "takes a run folder"),
     "online-of-nothing": (["--dataset", "digits", "--augment", "online+{tmp}/missing"], "does not exist"),
+    "threshold-1": (["--dataset", "digits", "--select", "confidence", "--select-threshold", "1"], "between 0 and 1"),
+    "threshold-0": (["--dataset", "digits", "--select", "confidence", "--select-threshold", "0"], "between 0 and 1"),
+    "select-without-run": (["--dataset", "digits", "--augment", "affine", "--select", "novel"], "add --augment RUN_DIR"),
 }
 
 
