@@ -19,6 +19,12 @@ square, then its centre cropped; crop: resized to the cropped square only, as th
 lost), and with the intensity rule of high-bit data inverted (config.json's intensity: value = low +
 v/255 * (high - low), as 16-bit PNG); 8-bit data stays 8-bit, DICOM-windowed data is written 8-bit
 (a window has no inverse). Runs made before config.json recorded original_size are refused.
+
+--select confidence|novel keeps only images that the judge (evaluators.train_judge, trained on the
+run's real training images) gives their class with probability at least --select-threshold, or that
+are no nearer to a training image than fid.py's memorisation threshold (evaluators.select_generated),
+drawing more until --per-class are kept or ten times that are drawn; the output gives, per class,
+the images kept and dropped.
 """
 import json
 import os
@@ -112,7 +118,23 @@ def to_data_units(images, units):
     return out
 
 
-def generate(run, per_class, to, classes=None, seed=0, which=None, units="model"):
+def selection(run, generator, per_class, classes, seed, rules, threshold):
+    """{class index: uint8 images} kept by evaluators.select_generated, judged by a judge trained on
+    the run's training split, and the per-class counts."""
+    from datasets import load_dataset
+    from evaluators import select_generated, train_judge
+    c = run.config
+    data = load_dataset(c["dataset"], c.get("data_dir"), c["image_size"], c.get("imbalanced", False), c["split_seed"],
+                        c["resize"], c.get("window"))
+    print(f"--select: training the judge on {len(data.x_train)} real training images", file=sys.stderr, flush=True)
+    judge, _ = train_judge(data, seed)
+    quota = [per_class if not classes or name in classes else 0 for name in c["class_names"]]
+    images, labels, stats = select_generated(generator, judge, data.x_train, data.y_train, quota, seed, rules,
+                                             threshold)
+    return {k: images[labels == k] for k in range(len(quota))}, stats
+
+
+def generate(run, per_class, to, classes=None, seed=0, which=None, units="model", select=(), threshold=None):
     """per_class images of each class (all, or the names in `classes`) into to/<class name>/, by
     the run's `which` generator ("best", "last", None: best when there is one), in the model's or
     the data's `units` (UNITS). The class folders must be new or empty (main replaces them with
@@ -127,20 +149,26 @@ def generate(run, per_class, to, classes=None, seed=0, which=None, units="model"
     if units == "data":
         print(f"data units: {target['described']}", file=sys.stderr, flush=True)
     generator = load_model(path)
-    written = {}
+    written, stats = {}, None
+    if select:
+        from evaluators import SELECT_THRESHOLD
+        selected, stats = selection(run, generator, per_class, classes, seed, tuple(select), threshold or SELECT_THRESHOLD)
     for c, name in enumerate(run.config["class_names"]):
         if classes and name not in classes:
             continue
         folder = class_folder(to, name)
         os.makedirs(folder, exist_ok=True)
         done = 0
-        for batch in generated_batches(generator, c, per_class, seed=seed):
+        batches = ([selected[c].astype(np.float32) / 127.5 - 1.0] if select else
+                   generated_batches(generator, c, per_class, seed=seed))
+        for batch in batches:
             for image in convert(batch):
                 save_png(os.path.join(folder, f"generated_{done:05d}.png"), image)
                 done += 1
         written[name] = done
-        print(f"{name}: {done} images -> {folder}", file=sys.stderr, flush=True)
-    return written, described
+        kept = f" (kept {done} of {stats[c]['drawn']} drawn)" if stats else ""
+        print(f"{name}: {done} images -> {folder}{kept}", file=sys.stderr, flush=True)
+    return written, described, stats
 
 
 def parse_args(argv=None):
@@ -162,6 +190,11 @@ def parse_args(argv=None):
                         "intensity rule inverted as 16-bit PNG (value = low + v/255*(high-low)); 8-bit data stays "
                         "8-bit, DICOM-windowed data is written 8-bit (no inverse). Needs a run of an image folder "
                         "or cells whose config.json records original_size")
+    p.add_argument("--select", action="append", choices=("confidence", "novel"),
+                   help="keep only images the judge of the run's training images gives their class with probability "
+                        "at least --select-threshold (confidence), or that are no nearer to a training image than "
+                        "fid.py's memorisation threshold (novel); may be given twice")
+    p.add_argument("--select-threshold", type=float, help="--select confidence's probability (default 0.9)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the class folders of --to that already hold files (refused otherwise)")
     p.add_argument("--json", action="store_true", help="print {folder, per_class: {class: count}} as JSON")
@@ -173,6 +206,8 @@ def main(argv=None):
     try:
         if args.per_class < 1:
             raise UsageError("--per-class must be at least 1")
+        if args.select_threshold is not None and not 0 < args.select_threshold < 1:
+            raise UsageError(f"--select-threshold must be between 0 and 1, got {args.select_threshold}")
         run = Run.open(args.run_dir)
         run.generator_choice(args.generator, say=False)
         if args.units == "data":
@@ -189,12 +224,15 @@ def main(argv=None):
         if unknown:
             raise UsageError(f"no class {unknown[0]!r} in {run.path}: its classes are "
                              f"{', '.join(map(str, run.config['class_names']))}")
-        written, described = generate(run, args.per_class, args.to, args.classes, args.seed, args.generator,
-                                      args.units)
+        written, described, stats = generate(run, args.per_class, args.to, args.classes, args.seed, args.generator,
+                                             args.units, args.select or (), args.select_threshold)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     extra = dict(units="data") if args.units == "data" else {}
+    if stats:
+        names = run.config["class_names"]
+        extra["selection"] = {names[c]: s for c, s in enumerate(stats) if s["drawn"]}
     print(json.dumps(dict(folder=args.to, per_class=written, generator=described, **extra)) if args.json
           else f"{sum(written.values())} images in {len(written)} class folders: {args.to} ({described} generator)")
     return 0

@@ -147,3 +147,23 @@ def test_the_intensity_rule_round_trips_within_one_8bit_step(tmp_path):
     error = np.abs(np.stack(back)[..., 0].astype(np.float64) - originals)
     assert error.max() <= step, (error.max(), step)
     assert np.stack(back).dtype == np.uint16
+
+
+def test_select_writes_only_kept_images_and_says_how_many_were_dropped(runs, tmp_path, capsys):
+    """--select novel on the 16-bit folder's run: every written file is a kept image, in the data's
+    units, and the JSON gives each class's drawn, kept and dropped counts."""
+    capsys.readouterr()
+    out = tmp_path / "selected"
+    assert generate.main([str(runs["16-bit"]), "--per-class", "3", "--to", str(out), "--units", "data",
+                          "--select", "novel", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for name, counts in result["selection"].items():
+        files = sorted((out / name).glob("*.png"))
+        assert len(files) == counts["kept"] == result["per_class"][name] <= 3
+        assert counts["drawn"] == counts["kept"] + counts["dropped"] <= 30
+        for path in files:
+            with Image.open(path) as im:
+                assert (im.size, im.mode) == ((WIDTH, HEIGHT), "I;16")
+    assert generate.main([str(runs["16-bit"]), "--to", str(tmp_path / "x"), "--select", "confidence",
+                          "--select-threshold", "1.5"]) == 2
+    assert "between 0 and 1" in capsys.readouterr().err
