@@ -117,6 +117,9 @@ CLASSIFIERS = {
     "cnn": "CNN of paper 003 (3 conv + max-pool blocks, dense output)",
     "cnn_svm": "CNN-SVM of paper 004 (the CNN's 128-d hidden features into an RBF SVM)",
 }
+RATIO_CANDIDATES = (0.5, 1.0, 3.0, None)
+"""--synthetic-ratio auto's candidates (None: fill up to the largest class), chosen per seed by the
+validation split's mean minority recall."""
 SELECTOR_EPOCHS = 10
 """Epochs of the selection classifier (--select): the CNN on the fit part of the training split only,
 class-weighted, no early stopping (the validation images stay unseen)."""
@@ -469,8 +472,15 @@ def _check_numbers(args):
         raise UsageError(f"--val-share must be in [0, 1), got {args.val_share}")
     if args.top_k is not None and args.top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {args.top_k}")
-    if args.synthetic_ratio is not None and not args.synthetic_ratio > 0:
-        raise UsageError(f"--synthetic-ratio must be above 0, got {args.synthetic_ratio}")
+    if args.synthetic_ratio not in (None, "auto"):
+        try:
+            args.synthetic_ratio = float(args.synthetic_ratio)
+        except ValueError:
+            raise UsageError(f"--synthetic-ratio takes a number or auto, got {args.synthetic_ratio!r}") from None
+        if not args.synthetic_ratio > 0:
+            raise UsageError(f"--synthetic-ratio must be above 0, got {args.synthetic_ratio:g}")
+    if args.synthetic_ratio == "auto" and not args.val_share:
+        raise UsageError("--synthetic-ratio auto chooses on the validation split: --val-share must be above 0")
     if not 0 < args.select_threshold < 1:
         raise UsageError(f"--select-threshold must be between 0 and 1, got {args.select_threshold}")
     if args.select and not any(v not in CLASSIC for v in args.augment or []):
@@ -596,6 +606,8 @@ def score_inputs(args, key, top_k, row, seed) -> dict:
                 learning_rate=LEARNING_RATE, row=row.name, kind=row.kind, generator=generator, seed=seed,
                 **({"synthetic_ratio": args.synthetic_ratio} if row.kind == "generator" and args.synthetic_ratio
                    else {}),
+                **({"ratio_candidates": RATIO_CANDIDATES} if row.kind == "generator" and args.synthetic_ratio == "auto"
+                   else {}),
                 **({"select": sorted(args.select), "select_threshold": args.select_threshold,
                     "select_cap": SELECT_DRAW_CAP, "selector_epochs": SELECTOR_EPOCHS}
                    if row.kind == "generator" and args.select else {}))
@@ -618,6 +630,37 @@ def load_score(scores_dir, inputs):
     with open(path) as f:
         saved = json.load(f)
     return saved if saved.get("inputs") == inputs else None
+
+
+def minority_recall(metrics_, train_counts):
+    """Mean recall over the classes with fewer training images than half the largest's (those with
+    images to score), or over all classes when none is smaller."""
+    counts = np.asarray(train_counts)
+    classes = [c for c in np.flatnonzero(counts < 0.5 * counts.max()) if metrics_["per_class_recall"][c] is not None]
+    values = [metrics_["per_class_recall"][c] for c in classes] or [v for v in metrics_["per_class_recall"]
+                                                                   if v is not None]
+    return float(np.mean(values))
+
+
+def choose_ratio(args, row, x_fit, y_fit, x_val, y_val, seed, num_classes, selector):
+    """--synthetic-ratio auto: each of RATIO_CANDIDATES trains the classifier, scored on the
+    validation split (never the test set) by its mean minority recall; the best (the smaller ratio
+    on a tie) and every candidate's score."""
+    tried = []
+    for ratio in RATIO_CANDIDATES:
+        x_add, y_add = added_images(row, x_fit, y_fit, seed, num_classes, None, args.affine_flip, ratio, selector,
+                                    tuple(args.select or ()), args.select_threshold)
+        x, y = np.concatenate([x_fit, x_add]), np.concatenate([y_fit, y_add])
+        scored = train_and_score(x, y, x_val, y_val, x_val, y_val, num_classes, args.classifier, seed, args.epochs,
+                                 args.patience, args.batch_size, None, None, row.online, args.affine_flip)
+        tried.append(dict(ratio=ratio, validation_minority_recall=minority_recall(scored, np.bincount(
+            y_fit, minlength=num_classes))))
+        print(f"[classify] seed {seed}, {row.name}: ratio {'fill' if ratio is None else ratio}, validation minority "
+              f"recall {tried[-1]['validation_minority_recall']:.3f}", file=sys.stderr, flush=True)
+    if row.selection:
+        row.selection = row.selection[:-len(RATIO_CANDIDATES)]  # the candidates' selections: not the row's
+    best = max(tried, key=lambda t: t["validation_minority_recall"])
+    return best["ratio"], dict(ratio=best["ratio"], candidates=tried)
 
 
 def run_protocol(args, data, rows, pool, key, top_k, scores_dir=None) -> dict:
@@ -646,7 +689,11 @@ def run_protocol(args, data, rows, pool, key, top_k, scores_dir=None) -> dict:
                 continue
             if row.kind == "generator" and args.select and selectors.get(seed) is None:
                 selectors[seed] = selection_classifier(x_fit, y_fit, c, seed)
-            x_add, y_add = added_images(row, x_fit, y_fit, seed, c, pool, args.affine_flip, args.synthetic_ratio,
+            ratio, chosen = args.synthetic_ratio, None
+            if row.kind == "generator" and ratio == "auto":
+                ratio, chosen = choose_ratio(args, row, x_fit, y_fit, data.x_train[val], data.y_train[val], seed, c,
+                                             selectors.get(seed))
+            x_add, y_add = added_images(row, x_fit, y_fit, seed, c, pool, args.affine_flip, ratio,
                                         selectors.get(seed), tuple(args.select or ()), args.select_threshold)
             x = np.concatenate([x_fit, x_add])
             y = np.concatenate([y_fit, y_add])
@@ -655,6 +702,8 @@ def run_protocol(args, data, rows, pool, key, top_k, scores_dir=None) -> dict:
                                      args.classifier, seed, args.epochs, args.patience, args.batch_size, top_k,
                                      class_weights(y, c) if row.kind == "weights" else None, row.online,
                                      args.affine_flip)
+            if chosen:
+                scored["chosen"] = chosen
             row.per_seed.append(dict(seed=seed, **scored))
             if scores_dir is not None:
                 save_json(score_path(scores_dir, inputs), dict(inputs=inputs, counts=row.counts, scored=scored,
@@ -720,9 +769,10 @@ def parse_args(argv=None):
                         "drawn; may be given twice")
     p.add_argument("--select-threshold", type=float, default=SELECT_THRESHOLD,
                    help=f"--select confidence's probability (default {SELECT_THRESHOLD})")
-    p.add_argument("--synthetic-ratio", type=float, metavar="R",
+    p.add_argument("--synthetic-ratio", metavar="R|auto",
                    help="at most R generated images per real image of a class (default: fill every class up to "
-                        "the largest, as papers 003 and 004 do)")
+                        "the largest, as papers 003 and 004 do); auto: per seed, the best of 0.5, 1, 3 and fill by "
+                        "the validation split's mean minority recall (never the test set), said in the output")
     p.add_argument("--generator", choices=GENERATORS,
                    help="each run's best generator (generator_best.keras) or its last (default: best when a run "
                         "has one, else last)")

@@ -477,6 +477,9 @@ MUST_AGREE = {
 def read_report(folder):
     """(report.json, samples) of a report folder; UsageError naming what is missing."""
     folder = Path(folder)
+    if (folder / "report.json").is_file() and not (folder / SAMPLES_FILE).is_file():
+        raise UsageError(f"{folder} was written before reports kept {SAMPLES_FILE} and their feature space's hash: "
+                         "it cannot be merged (score its runs again with compare.py)")
     try:
         report = json.loads((folder / "report.json").read_text())
         with np.load(folder / SAMPLES_FILE) as stored:

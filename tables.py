@@ -86,6 +86,13 @@ def fid_table(result) -> str:
                  + ", ".join(f"{c['name']}: {n}" for c, n in zip(result["classes"], result["train_counts"])))
     lines += [f"Generator of {row['name']}: {row['generator']}" for row in result["rows"] if row.get("generator")]
     for row in result["rows"]:
+        chosen = [(scored["seed"], scored["chosen"]) for scored in row.get("per_seed", ()) if scored.get("chosen")]
+        if chosen:
+            lines += ["", f"--synthetic-ratio auto for {row['name']}, chosen on the validation split by its mean "
+                          "minority recall:"]
+            lines += [f"  seed {seed}: {_ratio(pick['ratio'])} (" + ", ".join(
+                f"{_ratio(c['ratio'])} {c['validation_minority_recall']:.3f}" for c in pick["candidates"]) + ")"
+                for seed, pick in chosen]
         if row.get("selection"):
             rule = " and ".join(result.get("select") or [])
             threshold = result.get("select_threshold")
@@ -173,6 +180,13 @@ def classify_table(result) -> str:
     lines += _format_grid(table)
     lines += [f"Generator of {row['name']}: {row['generator']}" for row in result["rows"] if row.get("generator")]
     for row in result["rows"]:
+        chosen = [(scored["seed"], scored["chosen"]) for scored in row.get("per_seed", ()) if scored.get("chosen")]
+        if chosen:
+            lines += ["", f"--synthetic-ratio auto for {row['name']}, chosen on the validation split by its mean "
+                          "minority recall:"]
+            lines += [f"  seed {seed}: {_ratio(pick['ratio'])} (" + ", ".join(
+                f"{_ratio(c['ratio'])} {c['validation_minority_recall']:.3f}" for c in pick["candidates"]) + ")"
+                for seed, pick in chosen]
         if row.get("selection"):
             rule = " and ".join(result.get("select") or [])
             threshold = result.get("select_threshold")
@@ -190,6 +204,10 @@ def classify_table(result) -> str:
                       f"({ref['pool_images']} available); the balanced protocol's own training split holds "
                       f"{ref['test_images_in_balanced_training_split']} of the test images, so it is not used."]
     return "\n".join(lines)
+
+
+def _ratio(value):
+    return "fill" if value is None else f"{value:g}"
 
 
 def bar_colour(i):

@@ -373,6 +373,21 @@ def test_selected_rows_report_what_was_kept_and_the_selector_never_sees_validati
     assert "kept by --select confidence (threshold 0.3)" in tables.classify_table(result)
 
 
+def test_the_ratio_auto_chooses_on_the_validation_split_and_says_so(tiny_run, tmp_path, capsys):
+    assert classify.main(["--dataset", "digits", "--imbalanced", "--no-reference", "--seeds", "1", "--epochs", "1",
+                          "--augment", str(tiny_run), "--synthetic-ratio", "auto", "--out", str(tmp_path),
+                          "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    chosen = result["rows"][0]["per_seed"][0]["chosen"]
+    tried = {c["ratio"]: c["validation_minority_recall"] for c in chosen["candidates"]}
+    assert list(tried) == list(classify.RATIO_CANDIDATES)
+    assert tried[chosen["ratio"]] == max(tried.values())
+    fit = np.array(result["train_counts"]) - np.array(result["validation_counts"])
+    expected = fit + classify.synthetic_counts(np.repeat(np.arange(10), fit), 10, chosen["ratio"])
+    assert result["rows"][0]["train_counts"] == expected.tolist()
+    assert "--synthetic-ratio auto for" in tables.classify_table(result)
+
+
 @pytest.fixture(scope="module")
 def cli_run(tiny_run, tmp_path_factory):
     """python classify.py --json on imbalanced digits: none, affine, the tiny run, 1 seed, 1 epoch."""
@@ -460,6 +475,9 @@ BAD = {
     "seeds-0": (["--dataset", "digits", "--seeds", "0"], "--seeds"),
     "ratio-0": (["--dataset", "digits", "--synthetic-ratio", "0"], "--synthetic-ratio must be above 0"),
     "ratio-negative": (["--dataset", "digits", "--synthetic-ratio", "-1"], "--synthetic-ratio must be above 0"),
+    "ratio-word": (["--dataset", "digits", "--synthetic-ratio", "most"], "a number or auto"),
+    "auto-without-validation": (["--dataset", "digits", "--synthetic-ratio", "auto", "--val-share", "0"],
+                                "--val-share must be above 0"),
     "online-of-a-remedy": (["--dataset", "digits", "--augment", "online+affine"], "takes a run folder"),
     "online-of-nothing": (["--dataset", "digits", "--augment", "online+{tmp}/missing"], "does not exist"),
     "threshold-1": (["--dataset", "digits", "--select", "confidence", "--select-threshold", "1"], "between 0 and 1"),
