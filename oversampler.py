@@ -39,6 +39,9 @@ TRAIN_SETTINGS = ("model", "epochs", "ae_epochs", "image_size", "batch_size", "l
                   "critic_init", "latent", "ema_decay", "diffaugment", "eval_every", "precision", "jit_compile")
 """Constructor settings that are bagan_train.TrainConfig's; None leaves its default."""
 SAVED_FILE = "oversampler.json"
+JUDGE_FILE = "judge.keras"
+TRAINING_FILE = "training_images.npz"
+"""What select= needs, saved beside the generator: the judge and the training images at the model's size."""
 SAVE_FORMAT = 1
 CHANNELS = (1, 3)
 KNOWN_RANGES = ((0.0, 1.0), (-1.0, 1.0), (0.0, 255.0))
@@ -221,6 +224,11 @@ class BAGANGPOversampler(BaseOverSampler):
     the images of each class, held out from the judge only. `generator`: the run's "best" generator (kept by
     that evaluation) or its "last"; None: the best when the run kept one. `run_dir` keeps the run
     folder (losses, sample grids); by default a temporary one is removed after fitting.
+    `select` ("confidence", "novel" or both in a list) keeps only generated images that a judge trained
+    on the same images at fit time (evaluators.train_judge) gives their class with probability at
+    least `select_threshold` (default 0.9), or that are no nearer to a training image than fid.py's
+    memorisation threshold (evaluators.select_generated), drawing up to ten times the quota; a class
+    can then come back short, and `selection_` gives each class's drawn, kept and dropped counts.
     `fit_resample` trains, as in imbalanced-learn; `resample` rebalances with the already fitted
     generator. Like bagan_train, fitting seeds Python's, NumPy's and Keras' global generators.
     """
@@ -230,7 +238,8 @@ class BAGANGPOversampler(BaseOverSampler):
                  beta_1=None, beta_2=None, train_ratio=None, gp_weight=None, steps_per_epoch=None, variant=None,
                  critic_init=None, latent=None, ema_decay=None, diffaugment=None, eval_every=None, precision=None,
                  jit_compile=None,
-                 generator=None, image_shape=None, value_range=None, run_dir=None, verbose=1):
+                 generator=None, image_shape=None, value_range=None, run_dir=None, select=None, select_threshold=None,
+                 verbose=1):
         super().__init__(sampling_strategy=sampling_strategy)
         self.random_state = random_state
         self.model = model
@@ -258,6 +267,8 @@ class BAGANGPOversampler(BaseOverSampler):
         self.image_shape = image_shape
         self.value_range = value_range
         self.run_dir = run_dir
+        self.select = select
+        self.select_threshold = select_threshold
         self.verbose = verbose
 
     # -------------------------------------------------------------------------------- fitting
@@ -303,9 +314,22 @@ class BAGANGPOversampler(BaseOverSampler):
         if config.batch_size > len(X):
             raise ValueError(f"batch_size {config.batch_size} is larger than the {len(X)} images; "
                              "pass a smaller batch_size")
+        self._select_rules()
         if self.run_dir is not None and os.path.exists(os.path.join(self.run_dir, CONFIG_FILE)):
             raise ValueError(f"run_dir {self.run_dir} already holds a run; give a new folder")
         return X, y, image_format, config
+
+    def _select_rules(self):
+        """select as a tuple of evaluators.SELECT_RULES (empty: no selection); ValueError on a bad value."""
+        from evaluators import SELECT_RULES
+        rules = () if self.select is None else (self.select,) if isinstance(self.select, str) else tuple(self.select)
+        if any(rule not in SELECT_RULES for rule in rules):
+            raise ValueError(f"select must be None, {' or '.join(map(repr, SELECT_RULES))} or a list of them, "
+                             f"got {self.select!r}")
+        if self.select_threshold is not None and not (isinstance(self.select_threshold, Real)
+                                                      and 0 < self.select_threshold < 1):
+            raise ValueError(f"select_threshold must be between 0 and 1, got {self.select_threshold!r}")
+        return rules
 
     def _run_config(self):
         """bagan_train's TrainConfig of the settings, checked by it; ValueError naming a bad one."""
@@ -337,6 +361,10 @@ class BAGANGPOversampler(BaseOverSampler):
         finally:
             if self.run_dir is None:
                 shutil.rmtree(run_dir, ignore_errors=True)
+        if self._select_rules():  # the judge of select=, trained on the same images (evaluators.train_judge)
+            from evaluators import train_judge
+            self.judge_, self.judge_check_ = train_judge(data, config.seed)
+            self.train_images_, self.train_codes_ = images, labels
         self.generator_ = generator
         self.classes_ = classes
         self.image_format_ = image_format
@@ -387,10 +415,24 @@ class BAGANGPOversampler(BaseOverSampler):
         seed = int(np.random.default_rng().integers(2**31)) if random_state is None else random_state
         size, channels = self.generator_.outputs[0].shape[1], self.image_format_.image_shape[-1]
         images, codes = [np.zeros((0, size, size, channels), np.uint8)], [np.zeros(0, np.int64)]
-        for label, n in sorted(counts.items()):
-            images += [to_uint8(batch) for batch in generated_batches(self.generator_, index[label], n, seed=seed)]
-            codes.append(np.full(n, index[label]))
-        images, codes = np.concatenate(images), np.concatenate(codes)
+        rules = self._select_rules()
+        if rules:
+            from evaluators import SELECT_THRESHOLD, select_generated
+            if not hasattr(self, "judge_"):
+                raise ValueError("select= needs the judge trained at fit time: fit (or load a sampler fitted) with select")
+            quota = np.zeros(len(index), np.int64)
+            for label, n in counts.items():
+                quota[index[label]] = n
+            kept, codes, stats = select_generated(self.generator_, self.judge_, self.train_images_, self.train_codes_,
+                                                  quota, seed, rules, self.select_threshold or SELECT_THRESHOLD)
+            images.append(kept)
+            self.selection_ = {label: stats[i] for label, i in index.items() if stats[i]["drawn"]}
+        else:
+            for label, n in sorted(counts.items()):
+                images += [to_uint8(batch) for batch in generated_batches(self.generator_, index[label], n, seed=seed)]
+                codes.append(np.full(n, index[label]))
+            codes = np.concatenate(codes)
+        images = np.concatenate(images)
         height, width, _ = self.image_format_.image_shape
         return self.image_format_.from_uint8(_resize_back(images, height, width)), self.classes_[codes]
 
@@ -413,6 +455,9 @@ class BAGANGPOversampler(BaseOverSampler):
         if params["run_dir"] is not None:
             params["run_dir"] = os.fspath(params["run_dir"])
         save_model(self.generator_, os.path.join(path, GENERATOR_FILE))
+        if hasattr(self, "judge_"):
+            save_model(self.judge_, os.path.join(path, JUDGE_FILE))
+            np.savez_compressed(os.path.join(path, TRAINING_FILE), images=self.train_images_, codes=self.train_codes_)
         saved = {"format": SAVE_FORMAT, "params": params, "classes": self.classes_.tolist(),
                  "classes_dtype": self.classes_.dtype.str, "image_format": asdict(self.image_format_),
                  "n_features_in": getattr(self, "n_features_in_", None)}
@@ -436,6 +481,10 @@ class BAGANGPOversampler(BaseOverSampler):
                 params[name] = tuple(params[name])
         sampler = cls(**params)
         sampler.generator_ = load_model(os.path.join(path, GENERATOR_FILE))
+        if os.path.isfile(os.path.join(path, JUDGE_FILE)):
+            sampler.judge_ = load_model(os.path.join(path, JUDGE_FILE))
+            with np.load(os.path.join(path, TRAINING_FILE)) as stored:
+                sampler.train_images_, sampler.train_codes_ = stored["images"], stored["codes"]
         sampler.classes_ = np.array(saved["classes"], dtype=np.dtype(saved["classes_dtype"]))
         image_format = saved["image_format"]
         sampler.image_format_ = ImageFormat(tuple(image_format["image_shape"]), image_format["layout"],

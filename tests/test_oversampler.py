@@ -187,6 +187,24 @@ def test_save_load_gives_the_same_samples(fitted, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_select_keeps_only_judged_images_says_how_many_and_survives_save_and_load(tmp_path):
+    X, y = digits_uint8()
+    sampler = BAGANGPOversampler(random_state=0, select="novel", **TINY)
+    X_res, y_res = sampler.fit_resample(X, y)
+    new = y_res[len(y):]
+    assert sampler.selection_ and all(s["drawn"] == s["kept"] + s["dropped"] for s in sampler.selection_.values())
+    assert {label: int(np.sum(new == label)) for label in sampler.selection_} == {
+        label: s["kept"] for label, s in sampler.selection_.items()}
+    sampler.save(tmp_path / "saved")
+    loaded = BAGANGPOversampler.load(tmp_path / "saved")
+    again = loaded.sample(3, random_state=1)[1]
+    assert len(again) == sum(s["kept"] for s in loaded.selection_.values())
+    with pytest.raises(ValueError, match="select_threshold must be between 0 and 1"):
+        BAGANGPOversampler(select="confidence", select_threshold=2, **TINY).fit(X, y)
+    with pytest.raises(ValueError, match="select must be None"):
+        BAGANGPOversampler(select="copies", **TINY).fit(X, y)
+
+
 def test_load_refuses_a_folder_that_is_not_a_saved_sampler(tmp_path):
     with pytest.raises(ValueError, match="not a saved BAGANGPOversampler"):
         BAGANGPOversampler.load(tmp_path)
