@@ -85,25 +85,6 @@ def fid_table(result) -> str:
     lines.append("The training images of each class, for Memorised and NN ratio: "
                  + ", ".join(f"{c['name']}: {n}" for c, n in zip(result["classes"], result["train_counts"])))
     lines += [f"Generator of {row['name']}: {row['generator']}" for row in result["rows"] if row.get("generator")]
-    for row in result["rows"]:
-        chosen = [(scored["seed"], scored["chosen"]) for scored in row.get("per_seed", ()) if scored.get("chosen")]
-        if chosen:
-            lines += ["", f"--synthetic-ratio auto for {row['name']}, chosen on the validation split by its mean "
-                          "minority recall:"]
-            lines += [f"  seed {seed}: {_ratio(pick['ratio'])} (" + ", ".join(
-                f"{_ratio(c['ratio'])} {c['validation_minority_recall']:.3f}" for c in pick["candidates"]) + ")"
-                for seed, pick in chosen]
-        if row.get("selection"):
-            rule = " and ".join(result.get("select") or [])
-            threshold = result.get("select_threshold")
-            lines += ["", f"Generated images of {row['name']} kept by --select {rule}"
-                      + (f" (threshold {threshold})" if "confidence" in rule else "")
-                      + ", summed over the seeds: class: real, kept, dropped, acceptance"]
-            for c, name in enumerate(result["class_names"]):
-                per_seed = [s["classes"][c] for s in row["selection"]]
-                drawn, kept = sum(s["drawn"] for s in per_seed), sum(s["kept"] for s in per_seed)
-                if drawn:
-                    lines.append(f"  {name}: {per_seed[0]['real']}, {kept}, {drawn - kept}, {kept / drawn:.2f}")
     lines += [f"Nearest training images of the smallest classes, {name}: {path}" for name, path in result["pictures"].items()]
     for row in result["rows"]:
         if row["type"] == "reconstructed":
