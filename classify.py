@@ -98,7 +98,8 @@ from datasets import (BALANCED_TEST_SETS, DatasetError, add_dataset_arguments, b
 from evaluators import (LEARNING_RATE, SELECT_DRAW_CAP, SELECT_RULES, SELECT_THRESHOLD, build_cnn,  # noqa: E402
                         predict, select_generated)
 from runs import GENERATORS, RESULTS_DIR, Run, UsageError, generated_batches, load_model, save_json  # noqa: E402
-from tables import METRICS, REFERENCE, classify_table, plot_per_class_recall  # noqa: E402
+from metrics import softmax  # noqa: E402
+from tables import METRICS, REFERENCE, classify_table, minority_classes, plot_per_class_recall  # noqa: E402
 
 AFFINE = dict(rotation=0.05, translation=0.1, zoom=0.1)
 """Keras factors: rotation as a fraction of a full turn (0.05 = 18 degrees), shift and zoom as fractions of the size."""
@@ -389,12 +390,6 @@ def fit_svm(features, y, seed):
     return svm.fit(features, y)
 
 
-def _softmax(logits):
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def train_and_score(x, y, x_val, y_val, x_test, y_test, num_classes, classifier="cnn", seed=0,
                     epochs=DEFAULT_EPOCHS, patience=PATIENCE, batch_size=BATCH_SIZE, top_k=None,
                     class_weight=None, online=False, flip=True) -> dict:
@@ -402,7 +397,7 @@ def train_and_score(x, y, x_val, y_val, x_test, y_test, num_classes, classifier=
     start = time.perf_counter()
     cnn, info = train_cnn(x, y, x_val, y_val, num_classes, seed, epochs, patience, batch_size, class_weight,
                           online, flip)
-    scores = _softmax(predict(cnn, x_test))
+    scores = softmax(predict(cnn, x_test))
     predicted = scores.argmax(axis=1)
     if classifier == "cnn_svm":
         info["cnn_accuracy"] = float(np.mean(predicted == y_test))
@@ -635,8 +630,7 @@ def load_score(scores_dir, inputs):
 def minority_recall(metrics_, train_counts):
     """Mean recall over the classes with fewer training images than half the largest's (those with
     images to score), or over all classes when none is smaller."""
-    counts = np.asarray(train_counts)
-    classes = [c for c in np.flatnonzero(counts < 0.5 * counts.max()) if metrics_["per_class_recall"][c] is not None]
+    classes = [c for c in minority_classes(train_counts) if metrics_["per_class_recall"][c] is not None]
     values = [metrics_["per_class_recall"][c] for c in classes] or [v for v in metrics_["per_class_recall"]
                                                                    if v is not None]
     return float(np.mean(values))

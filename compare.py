@@ -356,16 +356,16 @@ def write_pictures(report, rows, out):
     fid_picture(report["fid"], report["train_counts"], out / "fid.png")
     plot_per_class_recall(report["classify"], out / "recall.png")
     counts, names = report["train_counts"], [c["name"] for c in report["fid"]["classes"]]
-    order = sorted(range(len(counts)), key=lambda c: (counts[c] >= 0.5 * max(counts), counts[c]))
+    minority = minority_classes(counts)
+    order = sorted(range(len(counts)), key=lambda c: (c not in minority, counts[c]))
     folder = out / "classes"
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for rank, c in enumerate(order, start=1):
         path = folder / f"{rank:02d}-{str(names[c]).replace(os.sep, '-').replace(' ', '_')}.png"
-        minority = " (minority)" if counts[c] < 0.5 * max(counts) else ""
         real = rows[REAL_ROW][c][:counts[c]]
         class_picture([(REAL_ROW, real)] + [(name, images[c]) for name, images in rows.items() if name != REAL_ROW],
-                      f"class {names[c]}{minority}: {counts[c]} training images", path)
+                      f"class {names[c]}{' (minority)' if c in minority else ''}: {counts[c]} training images", path)
         paths.append(str(path.relative_to(out)))
     return paths
 

@@ -489,7 +489,7 @@ def select_generated(generator, selector, x_real, y_real, quota, seed=0, rules=(
     Returns (uint8 images, labels, stats): stats per class real, drawn, kept, dropped, acceptance."""
     import keras
     from datasets import resize_images, to_model_range, to_uint8
-    from metrics import copy_ratios
+    from metrics import copy_ratios, softmax
     both = keras.Model(selector.inputs, [selector.get_layer("features").output, selector.outputs[0]])
     size = selector.input_shape[1]
     images, labels, stats = [], [], []
@@ -503,8 +503,7 @@ def select_generated(generator, selector, x_real, y_real, quota, seed=0, rules=(
             features, logits = (np.asarray(v, np.float32) for v in both(to_model_range(batch), training=False))
             keep = np.ones(len(batch), bool)
             if "confidence" in rules:
-                z = logits - logits.max(axis=1, keepdims=True)
-                keep &= np.exp(z[:, c]) / np.exp(z).sum(axis=1) >= threshold
+                keep &= softmax(logits)[:, c] >= threshold
             if train_features is not None and len(train_features) >= 2:
                 keep &= copy_ratios(train_features, features)[0] >= 1.0
             hits = np.flatnonzero(keep)

@@ -46,6 +46,13 @@ class SingularCovarianceWarning(UserWarning):
     """A covariance estimated from no more samples than feature dimensions (it is singular)."""
 
 
+def softmax(logits):
+    """Row-wise softmax of (N, K) logits, shifted by each row's maximum for stability."""
+    z = np.asarray(logits, np.float64) - np.max(logits, axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
 def _as_statistics(mu, sigma):
     mu = np.asarray(mu, np.float64).reshape(-1)
     sigma = np.asarray(sigma, np.float64)
