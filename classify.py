@@ -99,7 +99,7 @@ from evaluators import (LEARNING_RATE, SELECT_DRAW_CAP, SELECT_RULES, SELECT_THR
                         predict, select_generated)
 from runs import GENERATORS, RESULTS_DIR, Run, UsageError, generated_batches, load_model, save_json  # noqa: E402
 from metrics import softmax  # noqa: E402
-from tables import METRICS, REFERENCE, classify_table, minority_classes, plot_per_class_recall  # noqa: E402
+from tables import METRICS, REFERENCE, classify_table, minority_recall, plot_per_class_recall  # noqa: E402
 
 AFFINE = dict(rotation=0.05, translation=0.1, zoom=0.1)
 """Keras factors: rotation as a fraction of a full turn (0.05 = 18 degrees), shift and zoom as fractions of the size."""
@@ -625,15 +625,6 @@ def load_score(scores_dir, inputs):
     with open(path) as f:
         saved = json.load(f)
     return saved if saved.get("inputs") == inputs else None
-
-
-def minority_recall(metrics_, train_counts):
-    """Mean recall over the classes with fewer training images than half the largest's (those with
-    images to score), or over all classes when none is smaller."""
-    classes = [c for c in minority_classes(train_counts) if metrics_["per_class_recall"][c] is not None]
-    values = [metrics_["per_class_recall"][c] for c in classes] or [v for v in metrics_["per_class_recall"]
-                                                                   if v is not None]
-    return float(np.mean(values))
 
 
 def choose_ratio(args, row, x_fit, y_fit, x_val, y_val, seed, num_classes, selector):

@@ -3,6 +3,7 @@ matplotlib, no TensorFlow), so that compare.py can write and merge reports witho
 
     fid_table(result)            the paper's Table 4: a row per run and reference, a column per class
     classify_table(result)       paper 004's Table 1: a row per training set, then per-class recall
+    paired_against_best(rows, train_counts)  generated rows against the best row without them
     fid_picture(result, counts, path), plot_per_class_recall(result, path), class_picture(...)
 """
 from __future__ import annotations
@@ -179,6 +180,8 @@ def classify_table(result) -> str:
                 drawn, kept = sum(s["drawn"] for s in per_seed), sum(s["kept"] for s in per_seed)
                 if drawn:
                     lines.append(f"  {name}: {per_seed[0]['real']}, {kept}, {drawn - kept}, {kept / drawn:.2f}")
+    paired = paired_lines(paired_against_best(result["rows"], train))
+    lines += [""] + paired if paired else []
     if result["reference"]:
         ref = result["reference"]
         lines += ["", f"The '{REFERENCE}' row fills every class up with real images that the imbalance rule left out "
@@ -228,6 +231,55 @@ def plot_per_class_recall(result, path):
 def minority_classes(train_counts):
     """Classes with fewer training images than half the largest class's."""
     return [c for c, n in enumerate(train_counts) if n < 0.5 * max(train_counts)]
+
+
+def minority_recall(metrics_, train_counts):
+    """Mean recall over the classes with fewer training images than half the largest's (those with
+    images to score), or over all classes when none is smaller."""
+    classes = [c for c in minority_classes(train_counts) if metrics_["per_class_recall"][c] is not None]
+    values = [metrics_["per_class_recall"][c] for c in classes] or [v for v in metrics_["per_class_recall"]
+                                                                   if v is not None]
+    return float(np.mean(values))
+
+
+def paired_against_best(rows, train_counts):
+    """Each generated row against the best row without generated images (the highest mean minority
+    recall; the reference row, which uses real images a researcher does not have, is not a
+    candidate): the difference in mean minority recall paired over the seeds both trained, with a
+    95% Student t interval (none for one seed). None when there is nothing to compare.
+
+    {"best": name, "rows": [{"name", "seeds", "difference", "low", "high"}]}"""
+    from scipy import stats
+    by_seed = {row["name"]: {s["seed"]: minority_recall(s, train_counts) for s in row["per_seed"]} for row in rows}
+    classic = [row["name"] for row in rows if row["kind"] not in ("generator", "reference")]
+    generated = [row["name"] for row in rows if row["kind"] == "generator"]
+    if not classic or not generated:
+        return None
+    best = max(classic, key=lambda name: np.mean(list(by_seed[name].values())))
+    found = []
+    for name in generated:
+        seeds = sorted(set(by_seed[name]) & set(by_seed[best]))
+        if not seeds:
+            continue
+        d = np.array([by_seed[name][s] - by_seed[best][s] for s in seeds])
+        low = high = None
+        if len(d) > 1:
+            half = float(stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)))
+            low, high = float(d.mean()) - half, float(d.mean()) + half
+        found.append(dict(name=name, seeds=seeds, difference=float(d.mean()), low=low, high=high))
+    return dict(best=best, rows=found)
+
+
+def paired_lines(paired) -> list[str]:
+    """paired_against_best's result as lines of text."""
+    if not paired or not paired["rows"]:
+        return []
+    lines = [f"Mean minority recall of each generated row minus that of {paired['best']} (the best row without "
+             "generated images), paired over seeds, 95% t interval:"]
+    for p in paired["rows"]:
+        interval = (f"[{p['low']:+.3f}, {p['high']:+.3f}]" if p["low"] is not None else "no interval (one seed)")
+        lines.append(f"  {p['name']}: {p['difference']:+.3f} {interval}, seeds {', '.join(map(str, p['seeds']))}")
+    return lines
 
 
 def fid_picture(fid_result, train_counts, path):

@@ -1,50 +1,96 @@
-"""python benchmarks/remedies_summary.py RESULTS.json [MORE.json ...]  (classify.py --json outputs)
+"""One table from several classify.py --json results of the same data and seeds.
 
-Per row of classify.py results: accuracy, macro F1, mean minority recall, smallest class's recall
-(mean ± sd over seeds), and each generated row's paired difference in mean minority recall against
-the best row without generated images (same seeds), with a 95% t interval."""
-import json, sys
+    python benchmarks/remedies_summary.py classify.json auto.json select.json [--json]
+
+Per training set (a row of any of the results; a row from a run with --synthetic-ratio auto or
+--select is named so): accuracy, macro F1, mean minority recall and the smallest class's recall
+(mean ± sd over the seeds), then each generated row's paired difference in mean minority recall
+against the best row without generated images (tables.paired_against_best, 95% t interval).
+"""
+import json
+import os
+import sys
+
 import numpy as np
-from scipy import stats
 
-rows = []
-for path in sys.argv[1:]:
-    result = json.load(open(path))
-    rows += [(r, result) for r in result["rows"]]
-result = rows[0][1]
-counts = np.array(result["train_counts"])
-minority = np.flatnonzero(counts < 0.5 * counts.max())
-smallest = int(np.argmin(counts))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-def per_seed(row):
-    out = {}
-    for s in row["per_seed"]:
-        recall = np.array([np.nan if v is None else v for v in s["per_class_recall"]])
-        out[s["seed"]] = dict(accuracy=s["accuracy"], f1=s["f1"], minority=float(np.nanmean(recall[minority])),
-                              smallest=float(recall[smallest]))
-    return out
+from tables import minority_classes, minority_recall, paired_against_best, paired_lines  # noqa: E402
 
-def fmt(values):
-    v = np.array(values)
-    return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}"
+MUST_AGREE = ("dataset", "imbalanced", "image_size", "split_seed", "train_counts", "test_counts")
 
-table = {}
-for row, res in rows:
-    name = row["name"] + (f" ({'select ' + '+'.join(res['select'])})" if res.get("select") else "") + (
-        " (ratio auto)" if res.get("synthetic_ratio") == "auto" else "")
-    table[name] = (row, per_seed(row))
-print(f"minority classes {minority.tolist()}, smallest class {smallest} ({counts[smallest]} training images)")
-print("| training set | accuracy | macro F1 | mean minority recall | smallest class recall |")
-print("| --- | --- | --- | --- | --- |")
-for name, (row, seeds) in table.items():
-    print(f"| {name} | " + " | ".join(fmt([s[k] for s in seeds.values()]) for k in ("accuracy", "f1", "minority", "smallest")) + " |")
-classic = {n: v for n, v in table.items() if v[0]["kind"] not in ("generator",)}
-best = max(classic, key=lambda n: np.mean([s["minority"] for s in classic[n][1].values()]))
-print(f"\nbest row without generated images (mean minority recall): {best}")
-for name, (row, seeds) in table.items():
-    if row["kind"] != "generator":
-        continue
-    common = sorted(set(seeds) & set(classic[best][1]))
-    d = np.array([seeds[s]["minority"] - classic[best][1][s]["minority"] for s in common])
-    half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
-    print(f"{name} - {best}: {d.mean():+.3f}, 95% interval [{d.mean() - half:+.3f}, {d.mean() + half:+.3f}] over seeds {common}")
+
+def row_name(row, result):
+    """The row's name, marked with the options of the classify.py call that trained it."""
+    marks = []
+    if row["kind"] == "generator" and result.get("select"):
+        marks.append("select " + "+".join(result["select"]))
+    if row["kind"] == "generator" and result.get("synthetic_ratio") == "auto":
+        marks.append("ratio auto")
+    return row["name"] + (f" ({', '.join(marks)})" if marks else "")
+
+
+def summary(results):
+    """{"minority", "smallest", "rows": [{"name", "accuracy", "f1", "minority", "smallest": [per seed]}],
+    "paired": paired_against_best(...)} over the rows of every result."""
+    counts = results[0]["train_counts"]
+    smallest = int(np.argmin(counts))
+    rows = []
+    for result in results:
+        for row in result["rows"]:
+            name = row_name(row, result)
+            if any(r["name"] == name for r in rows):
+                continue  # the same training set in two calls: the first call's scores
+            rows.append(dict(row, name=name))
+    table = [dict(name=row["name"], **{
+        "accuracy": [s["accuracy"] for s in row["per_seed"]],
+        "f1": [s["f1"] for s in row["per_seed"]],
+        "minority": [minority_recall(s, counts) for s in row["per_seed"]],
+        "smallest": [s["per_class_recall"][smallest] for s in row["per_seed"]]}) for row in rows]
+    return dict(minority=minority_classes(counts), smallest=smallest, smallest_images=counts[smallest],
+                rows=table, paired=paired_against_best(rows, counts))
+
+
+def cell(values):
+    v = np.array([np.nan if x is None else x for x in values], dtype=float)
+    return f"{np.nanmean(v):.3f} ± {np.nanstd(v, ddof=1):.3f}" if len(v) > 1 else f"{v[0]:.3f}"
+
+
+def main(argv=None):
+    from console import ArgumentParser
+    p = ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("results", nargs="+", help="classify.py --json outputs (results.json of a classify folder)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    args = p.parse_args(argv)
+    results = []
+    for path in args.results:
+        try:
+            with open(path) as f:
+                results.append(json.load(f))
+        except (OSError, ValueError) as e:
+            print(f"error: {path}: {e}", file=sys.stderr)
+            return 2
+        if "rows" not in results[-1]:
+            print(f"error: {path}: not a classify.py result (no rows)", file=sys.stderr)
+            return 2
+        differ = [k for k in MUST_AGREE if results[-1].get(k) != results[0].get(k)]
+        if differ:
+            print(f"error: {path}: {', '.join(differ)} differ from {args.results[0]}'s", file=sys.stderr)
+            return 2
+    found = summary(results)
+    if args.json:
+        print(json.dumps(found))
+        return 0
+    print(f"minority classes {found['minority']}, smallest class {found['smallest']} "
+          f"({found['smallest_images']} training images)")
+    print("| training set | accuracy | macro F1 | mean minority recall | smallest class recall |")
+    print("| --- | --- | --- | --- | --- |")
+    for row in found["rows"]:
+        print(f"| {row['name']} | " + " | ".join(cell(row[k]) for k in ("accuracy", "f1", "minority", "smallest"))
+              + " |")
+    print("\n" + "\n".join(paired_lines(found["paired"])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

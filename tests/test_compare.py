@@ -218,3 +218,28 @@ def test_the_feature_hash_is_stable_across_a_save_and_load(tmp_path):
     assert weights_hash(loaded) == weights_hash(model) and len(weights_hash(model)) == 16
     loaded.weights[-1].assign(loaded.weights[-1] + 1e-6)
     assert weights_hash(loaded) != weights_hash(model)
+
+
+def _row(name, kind, minority_recalls):
+    """A classify.py row whose per-seed recall is 1.0 on class 0 and the given value on class 1."""
+    return dict(name=name, kind=kind, per_seed=[dict(seed=s, per_class_recall=[1.0, r])
+                                                for s, r in enumerate(minority_recalls)])
+
+
+def test_generated_rows_are_paired_against_the_best_row_without_generated_images():
+    """The best classic row (never the reference, which uses images a researcher lacks) is the baseline;
+    the difference is paired seed by seed with a 95% t interval: differences 0.1, 0.2, 0.3 give
+    0.2 +- t(0.975, 2) * 0.1 / sqrt(3)."""
+    rows = [_row("balanced (real)", "reference", [0.99, 0.99, 0.99]), _row("none", "none", [0.4, 0.4, 0.4]),
+            _row("affine", "affine", [0.5, 0.5, 0.5]), _row("run", "generator", [0.6, 0.7, 0.8]),
+            _row("late", "generator", [0.9])]
+    paired = tables.paired_against_best(rows, train_counts=[100, 10])
+    assert paired["best"] == "affine"
+    run, late = paired["rows"]
+    half = 4.302652729911275 * 0.1 / 3 ** 0.5
+    assert run["seeds"] == [0, 1, 2] and run["difference"] == pytest.approx(0.2)
+    assert (run["low"], run["high"]) == (pytest.approx(0.2 - half), pytest.approx(0.2 + half))
+    assert late == dict(name="late", seeds=[0], difference=pytest.approx(0.4), low=None, high=None)
+    assert tables.paired_against_best(rows[:3], train_counts=[100, 10]) is None
+    lines = tables.paired_lines(paired)
+    assert "minus that of affine" in lines[0] and "run: +0.200 [" in lines[1] and "one seed" in lines[2]
