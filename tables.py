@@ -251,8 +251,8 @@ def paired_against_best(rows, train_counts):
     {"best": name, "rows": [{"name", "seeds", "difference", "low", "high"}]}"""
     from scipy import stats
     by_seed = {row["name"]: {s["seed"]: minority_recall(s, train_counts) for s in row["per_seed"]} for row in rows}
-    classic = [row["name"] for row in rows if row["kind"] not in ("generator", "reference")]
-    generated = [row["name"] for row in rows if row["kind"] == "generator"]
+    classic = [row["name"] for row in rows if row.get("kind") not in ("generator", "reference")]
+    generated = [row["name"] for row in rows if row.get("kind") == "generator"]
     if not classic or not generated:
         return None
     best = max(classic, key=lambda name: np.mean(list(by_seed[name].values())))
