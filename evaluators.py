@@ -44,6 +44,9 @@ INCEPTION_WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-applic
 INCEPTION_WEIGHTS_MD5 = "bcbd6486424b2319ff4ef7d526e38f63"
 """MD5 of the official file, as Keras checks it when it downloads the weights itself."""
 INCEPTION_SIZE = 299
+RANDOM_INCEPTION_SIZE = 75
+"""The input of InceptionV3 with random weights (its smallest): their features compare nothing (smoke
+runs, tests of the plumbing), so they need not pay for 299x299, about 16 times the work."""
 INCEPTION_DIMS = 2048
 CACHE_FORMAT = 1
 DEFAULT_BATCH_SIZE = 20
@@ -360,27 +363,29 @@ def _file_digests(path):
 
 
 def inception_extractor(weights_path=None, seed=0) -> FeatureExtractor:
-    """InceptionV3 average-pool features; ImageNet weights from `weights_path`, random if None."""
+    """InceptionV3 average-pool features of the images resized to 299x299; ImageNet weights from
+    `weights_path`, else random ones at RANDOM_INCEPTION_SIZE."""
     import keras
     import tensorflow as tf
+    size = INCEPTION_SIZE if weights_path else RANDOM_INCEPTION_SIZE
     try:
         base = keras.applications.InceptionV3(
-            include_top=False, pooling="avg", input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3),
+            include_top=False, pooling="avg", input_shape=(size, size, 3),
             weights=str(weights_path) if weights_path else None)
     except Exception as e:
         reason = (str(e).splitlines() or [type(e).__name__])[0]
         raise UsageError(f"cannot load InceptionV3 weights from {weights_path}: {reason}") from None
 
     def features(images):
-        x = tf.image.resize(_rgb(tf.cast(images, tf.float32)), (INCEPTION_SIZE, INCEPTION_SIZE), method="bilinear")
+        x = tf.image.resize(_rgb(tf.cast(images, tf.float32)), (size, size), method="bilinear")
         return base(x, training=False)
 
     name = f"InceptionV3 avg pool ({INCEPTION_DIMS}-d)"
     if weights_path is None:
         _randomize(base, seed)
         return FeatureExtractor(tf.function(features, reduce_retracing=True),
-                                f"inception_v3/random-{seed}/keras-{keras.__version__}",
-                                f"{name}, random weights (seed {seed})",
+                                f"inception_v3/random-{seed}/{size}px/keras-{keras.__version__}",
+                                f"{name}, random weights (seed {seed}) at {size}x{size}",
                                 INCEPTION_DIMS, comparable=False)
     sha256, md5 = _file_digests(weights_path)
     origin = "official Keras ImageNet weights" if md5 == INCEPTION_WEIGHTS_MD5 else \

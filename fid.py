@@ -351,7 +351,7 @@ def parse_args(argv=None):
                         "is then marked UNRELIABLE)")
     p.add_argument("--weights", metavar="PATH|random",
                    help=f"InceptionV3 weights file (default: $KERAS_HOME/models/{INCEPTION_WEIGHTS_FILE}); "
-                        "'random': untrained, not comparable")
+                        "'random': untrained, at 75x75, not comparable")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="images per batch")
     p.add_argument("--seed", type=int, default=0, help="seed of the generator noise (and of random weights)")
     p.add_argument("--cache-dir", help=f"real-feature cache (default {default_cache_dir()})")

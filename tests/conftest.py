@@ -5,8 +5,29 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs a worker per core (pytest-xdist): each worker's TensorFlow, OpenMP and BLAS take
+    # their share of the cores instead of all of them, so that no thread waits on a descheduled one.
+    # Set before TensorFlow starts; the subprocesses and notebook kernels of a test inherit it (the
+    # multi-replica runs of test_distribute.py take the inter-op threads back). Inter-op threads too:
+    # one intra-op thread beside several inter-op ones gave round-off differences between a resumed
+    # and an uninterrupted run that the resume tests rightly refuse.
+    _share = str(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+    for _name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_name, _share)
+
+SLOW_FILES_FIRST = ("test_notebooks.py", "test_distribute.py", "test_compare.py", "test_best.py", "test_fid.py",
+                    "test_models.py")
+"""The files with the longest fixtures, handed to the workers first so that none finishes alone."""
 
 import pytest  # noqa: E402
+
+
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist (`make test`), SLOW_FILES_FIRST lead; each file keeps its own order."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        rank = {name: i for i, name in enumerate(SLOW_FILES_FIRST)}
+        items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 @pytest.fixture(autouse=True)

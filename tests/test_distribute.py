@@ -28,11 +28,18 @@ LOSSES = ("d_loss", "g_loss", "gp", "d_real", "d_fake", "d_wrong")
 AIDS = ["--ema-decay", "0.9", "--diffaugment", "translation,cutout,color"]  # their averages and draws per replica
 
 
+def replica_env(**more):
+    """This process's environment for a run with several replicas: TensorFlow's default inter-op
+    threads (their collective ops wait on each other), quiet logs."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_NUM_INTEROP_THREADS"}
+    return dict(env, TF_CPP_MIN_LOG_LEVEL="2", **more)
+
+
 def start(args):
     """A fresh Python process running `args`, its output captured."""
     return subprocess.Popen([sys.executable, *map(str, args)], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO)))
+                            env=replica_env(PYTHONPATH=str(REPO)))
 
 
 def finish(process, timeout=600):
@@ -148,7 +155,7 @@ def test_two_worker_processes_train_and_only_the_chief_writes(tmp_path):
         processes.append(subprocess.Popen(
             [sys.executable, "bagan_train.py", *TINY, "--epochs", "1", "--strategy", "multiworker", "--out", str(out)],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env=dict(os.environ, TF_CONFIG=config, TF_CPP_MIN_LOG_LEVEL="2")))
+            env=replica_env(TF_CONFIG=config)))
     outputs = []
     try:
         for p in processes:

@@ -428,6 +428,15 @@ def test_weights_file_in_keras_home_is_loaded(tmp_path, monkeypatch):
     np.testing.assert_allclose(extractor(images), direct, rtol=1e-5, atol=1e-6)
 
 
+def test_random_weights_take_inceptions_smallest_input():
+    """Random weights compare nothing, so they run at 75x75 (1/16 of the work) and say so; their
+    cached features are keyed apart from any other size."""
+    extractor = evaluators.inception_extractor(None)
+    assert not extractor.comparable and "at 75x75" in extractor.description and "/75px/" in extractor.identity
+    images = np.random.default_rng(3).uniform(-1, 1, (2, 28, 36, 1)).astype(np.float32)
+    assert extractor(images).shape == (2, evaluators.INCEPTION_DIMS)
+
+
 def test_unreadable_weights_file_exits_2(smoke_run, tmp_path, capsys):
     bad = tmp_path / "bad.h5"
     bad.write_bytes(b"not an HDF5 file")
