@@ -16,18 +16,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     for _name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(_name, _share)
 
-SLOW_FILES_FIRST = ("test_notebooks.py", "test_distribute.py", "test_compare.py", "test_best.py", "test_fid.py",
-                    "test_models.py")
-"""The files with the longest fixtures, handed to the workers first so that none finishes alone."""
-
 import pytest  # noqa: E402
-
-
-def pytest_collection_modifyitems(items):
-    """Under pytest-xdist (`make test`), SLOW_FILES_FIRST lead; each file keeps its own order."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        rank = {name: i for i, name in enumerate(SLOW_FILES_FIRST)}
-        items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 @pytest.fixture(autouse=True)
