@@ -177,10 +177,11 @@ def evaluation_classifier(config, data, run):
 
 
 def load_or_train_evaluation_classifier(config, data, run):
-    """(classifier, check): the judge of the run folder, or trained there (evaluators.train_judge)
-    with eval_classifier.json (its check on the held-out images, steps and seconds); the check is
-    printed either way."""
-    from evaluators import train_judge
+    """(classifier, check): the judge of the run folder, or made there (evaluators.judge: trained,
+    or the judge cache's when one of the same data, seed and settings was trained before) with
+    eval_classifier.json (its check on the held-out images, steps, seconds, whether cached); the
+    check is printed either way."""
+    from evaluators import judge
     from metrics import describe_check
     path, meta_path = run.file(EVAL_CLASSIFIER_FILE), run.file(EVAL_CLASSIFIER_FILE.replace(".keras", ".json"))
     meta = json.loads(meta_path.read_text()) if path.is_file() and meta_path.is_file() else {}
@@ -189,12 +190,14 @@ def load_or_train_evaluation_classifier(config, data, run):
     else:
         started = time.time()
         with dtype_policy("float32"):
-            classifier, check = train_judge(data, seed=config.seed, epochs=EVAL_CLASSIFIER_EPOCHS)
+            classifier, check, cached = judge(data, seed=config.seed, epochs=EVAL_CLASSIFIER_EPOCHS)
         save_model(classifier, path)
-        meta = dict(check=check, epochs=EVAL_CLASSIFIER_EPOCHS, seconds=round(time.time() - started, 1))
+        meta = dict(check=check, epochs=EVAL_CLASSIFIER_EPOCHS, seconds=round(time.time() - started, 1),
+                    cached=cached)
         save_json(meta_path, meta)
+    how = "from the judge cache, loaded" if meta.get("cached") else "trained"
     print(f"[evaluation] classifier of the training split, every {config.eval_every} epochs, "
-          f"{meta['check']['steps']} class-balanced batches in {meta['seconds']:.1f} s; "
+          f"{meta['check']['steps']} class-balanced batches, {how} in {meta['seconds']:.1f} s; "
           f"{describe_check(meta['check'])}", flush=True)
     return classifier, meta["check"]
 

@@ -11,7 +11,8 @@ real images before anything trusts it.
   image shifted at random (`JUDGE_SHIFT`), and it trains for at least `JUDGE_MIN_STEPS` batches
   however small the set. It is then checked on the
   held-out (test) images (metrics.chance_check): per-class recall, ACSA, and a permutation test
-  against chance; the check travels with the judge and is recorded beside it.
+  against chance; the check travels with the judge and is recorded beside it. `judge` keeps
+  judges in a cache, so that everything that judges the same data with the same seed shares one.
 * `class_scores`: the in-training evaluation's per-class KID and recognition of a generator.
 * Feature extraction for fid.py and the notebooks: `inception_extractor` (ImageNet InceptionV3) and
   `classifier_extractor` (a judge's "features" layer), `extract_features` batch by batch, and the
@@ -140,7 +141,7 @@ def train_judge(data, seed=0, epochs=5, batch_size=JUDGE_BATCH, min_steps=JUDGE_
     x, y, x_check, y_check = judge_split(data, seed)
     keras.utils.set_random_seed(seed)
     model = build_cnn(x.shape[1:], data.num_classes)
-    steps = max(min_steps, epochs * math.ceil(len(x) / batch_size))
+    steps = judge_steps(len(x), epochs, batch_size, min_steps)
     order = balanced_order(y, data.num_classes, steps * batch_size, seed)
     batches = make_tf_dataset(x, y, batch_size, shuffle=False, order=order)
     shift = keras.layers.RandomTranslation(JUDGE_SHIFT, JUDGE_SHIFT, fill_mode="nearest", seed=seed)
@@ -150,6 +151,62 @@ def train_judge(data, seed=0, epochs=5, batch_size=JUDGE_BATCH, min_steps=JUDGE_
     check = chance_check(y_check, predicted, data.num_classes, list(data.class_names), seed=seed)
     check.update(steps=steps, batch_size=batch_size, trained_on=len(x))
     return model, check
+
+
+def judge_steps(images, epochs, batch_size=JUDGE_BATCH, min_steps=JUDGE_MIN_STEPS):
+    """The batches train_judge trains for: `epochs` passes over `images`, at least `min_steps`."""
+    return max(min_steps, epochs * math.ceil(images / batch_size))
+
+
+def judge_cache_dir():
+    """Where judges are kept between runs: ~/.cache/bagan-gp/judges (or under $XDG_CACHE_HOME)."""
+    return default_cache_dir().parent / "judges"
+
+
+def judge_key(data, seed, steps, batch_size):
+    """The name of a judge in the cache: SHA-256 over all that train_judge's result depends on: the
+    images and labels it trains and is checked on, the class names, its seed, batches, batch size and
+    precision, Keras's version and the source of the functions that build and train it (a change to
+    them names new judges)."""
+    import inspect
+    import keras
+    digest = hashlib.sha256()
+    for array in judge_split(data, seed):
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(array.tobytes())
+    settings = dict(classes=[str(name) for name in data.class_names], seed=int(seed), steps=int(steps),
+                    batch_size=int(batch_size), shift=JUDGE_SHIFT, learning_rate=LEARNING_RATE,
+                    policy=keras.config.dtype_policy().name, keras=keras.__version__,
+                    code=[inspect.getsource(f) for f in (build_cnn, balanced_order, judge_split, judge_steps,
+                                                         train_judge, chance_check)])
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    return digest.hexdigest()[:40]
+
+
+def judge(data, seed=0, epochs=5, batch_size=JUDGE_BATCH, min_steps=JUDGE_MIN_STEPS, cache_dir=None):
+    """train_judge's (model, check) and whether it came from the judge cache (`judge_cache_dir`): the
+    same data, seed and settings give the same judge, trained once per machine, so that the runs and
+    commands that judge the same data share one judge and its training time. Processes that need
+    the same judge at once wait for the first (a lock file beside it); a cached file that cannot be
+    read is trained again."""
+    import fcntl
+    folder = Path(cache_dir or judge_cache_dir())
+    folder.mkdir(parents=True, exist_ok=True)
+    steps = judge_steps(len(judge_split(data, seed)[0]), epochs, batch_size, min_steps)
+    key = judge_key(data, seed, steps, batch_size)
+    path, meta_path = folder / f"{key}.keras", folder / f"{key}.json"
+    with open(folder / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.is_file() and meta_path.is_file():
+            try:
+                return load_model(path), json.loads(meta_path.read_text())["check"], True
+            except (UsageError, ValueError, KeyError):
+                pass
+        model, check = train_judge(data, seed, epochs, batch_size, min_steps)
+        atomic_write(path, model.save)
+        atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(dict(check=check), indent=2)))
+        return model, check, False
 
 
 def class_scores(generator, classifier, real_features, per_class, seed=0, batch_size=64):
@@ -217,14 +274,15 @@ def feature_network(path, data, dataset_key, seed=0, refuse=True, say=None):
     meta = read_feature_meta(path) if path.is_file() else None
     if meta is None or meta.get("dataset") != dataset_key or "check" not in meta or "hash" not in meta:
         say = say or (lambda message: print(message, file=sys.stderr, flush=True))
-        say(f"training the feature network on {len(data.x_train)} real training images -> {path}")
+        say(f"the feature network of {len(data.x_train)} real training images -> {path}")
         start = time.perf_counter()
-        model, check = train_judge(data, seed, FEATURE_EPOCHS)
+        model, check, cached = judge(data, seed, FEATURE_EPOCHS)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, model.save)
         meta = dict(hash=weights_hash(model), dataset=dataset_key, epochs=FEATURE_EPOCHS, check=check)
         atomic_write(feature_meta_path(path), lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2)))
-        say(f"feature network {meta['hash']} trained in {time.perf_counter() - start:.1f} s; {describe_check(check)}")
+        how = "from the judge cache" if cached else "trained"
+        say(f"feature network {meta['hash']} {how} in {time.perf_counter() - start:.1f} s; {describe_check(check)}")
     if refuse and not meta["check"]["trusted"]:
         raise UsageError(f"the feature network {path.name} cannot tell the classes apart: "
                          f"{meta['check']['reason']}; its FID, KID and manifold measures would mean nothing "

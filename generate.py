@@ -20,7 +20,7 @@ lost), and with the intensity rule of high-bit data inverted (config.json's inte
 v/255 * (high - low), as 16-bit PNG); 8-bit data stays 8-bit, DICOM-windowed data is written 8-bit
 (a window has no inverse). Runs made before config.json recorded original_size are refused.
 
---select confidence|novel keeps only images that the judge (evaluators.train_judge, trained on the
+--select confidence|novel keeps only images that the judge (evaluators.judge, trained on the
 run's real training images) gives their class with probability at least --select-threshold, or that
 are no nearer to a training image than fid.py's memorisation threshold (evaluators.select_generated),
 drawing more until --per-class are kept or ten times that are drawn; the output gives, per class,
@@ -122,14 +122,15 @@ def selection(run, generator, per_class, classes, seed, rules, threshold):
     """{class index: uint8 images} kept by evaluators.select_generated, judged by a judge trained on
     the run's training split, and the per-class counts."""
     from datasets import load_dataset
-    from evaluators import select_generated, train_judge
+    from evaluators import judge, select_generated
     c = run.config
     data = load_dataset(c["dataset"], c.get("data_dir"), c["image_size"], c.get("imbalanced", False), c["split_seed"],
                         c["resize"], c.get("window"))
-    print(f"--select: training the judge on {len(data.x_train)} real training images", file=sys.stderr, flush=True)
-    judge, _ = train_judge(data, seed)
+    print(f"--select: the judge of the {len(data.x_train)} real training images (trained, or the judge cache's)",
+          file=sys.stderr, flush=True)
+    judged_by, _, _ = judge(data, seed)
     quota = [per_class if not classes or name in classes else 0 for name in c["class_names"]]
-    images, labels, stats = select_generated(generator, judge, data.x_train, data.y_train, quota, seed, rules,
+    images, labels, stats = select_generated(generator, judged_by, data.x_train, data.y_train, quota, seed, rules,
                                              threshold)
     return {k: images[labels == k] for k in range(len(quota))}, stats
 

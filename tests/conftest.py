@@ -19,6 +19,18 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 import pytest  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cache_home(tmp_path_factory):
+    """One cache folder ($XDG_CACHE_HOME) for the session, shared by pytest-xdist's workers and the
+    processes the tests start: a judge of the same data and seed trains once (evaluators.judge), and
+    nothing is written to the user's own ~/.cache."""
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "cache"
+    folder.mkdir(exist_ok=True)
+    os.environ["XDG_CACHE_HOME"] = str(folder)
+    return folder
+
+
 @pytest.fixture(autouse=True)
 def seeded(monkeypatch):
     """Every test starts from the same seed of Python, NumPy and Keras, with TensorFlow's C++ logs quiet."""

@@ -35,11 +35,11 @@ def replica_env(**more):
     return dict(env, TF_CPP_MIN_LOG_LEVEL="2", **more)
 
 
-def start(args):
-    """A fresh Python process running `args`, its output captured."""
+def start(args, env=None):
+    """A fresh Python process running `args` (with `env` added to its environment), its output captured."""
     return subprocess.Popen([sys.executable, *map(str, args)], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
-                            env=replica_env(PYTHONPATH=str(REPO)))
+                            env=replica_env(PYTHONPATH=str(REPO), **(env or {})))
 
 
 def finish(process, timeout=600):
@@ -51,6 +51,11 @@ def finish(process, timeout=600):
 
 def run(args):
     return finish(start(args))
+
+
+def keras_weights(path):
+    import keras
+    return [np.asarray(w) for w in keras.models.load_model(path).get_weights()]
 
 
 def gan_rows(run_dir):
@@ -85,8 +90,9 @@ def mirrored_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("mirrored")
     straight, resumed, single = root / "straight", root / "resumed", root / "single"
     mirrored = [RUNNER, "cli", *TINY, *AIDS, "--strategy", "mirrored", "--eval-every", "1"]
-    processes = [start([*mirrored, "--epochs", "2", "--out", straight]),
-                 start([*mirrored, "--epochs", "1", "--out", resumed])]
+    cache = dict(XDG_CACHE_HOME=str(root / "cache"))  # empty: the two runs need the same judge at once
+    processes = [start([*mirrored, "--epochs", "2", "--out", straight], cache),
+                 start([*mirrored, "--epochs", "1", "--out", resumed], cache)]
     try:
         assert bagan_train.main([*TINY, *AIDS, "--epochs", "2", "--out", str(single)]) == 0
         finish(processes[1])
@@ -101,13 +107,20 @@ def mirrored_runs(tmp_path_factory):
 
 
 def test_mirrored_cli_run_writes_a_complete_run_folder(mirrored_runs):
-    straight, _, single = mirrored_runs
+    straight, resumed, single = mirrored_runs
     for name in ("config.json", "generator.keras", "generator_raw.keras", "critic.keras", "encoder.keras",
                  "progress.gif", "checkpoints/epoch_002.npz", "samples/epoch_002.png"):
         assert (straight / name).is_file(), name
-    # Across replicas the evaluation's classifier trains before the GAN's first epoch, not in it
-    trained = json.loads((straight / "eval_classifier.json").read_text())["seconds"]
+    # The two runs asked for the same judge at once: one trained it, the other waited and took the
+    # judge cache's (evaluators.judge), the same weights.
+    metas = [json.loads((run / "eval_classifier.json").read_text()) for run in (straight, resumed)]
+    assert sorted(meta["cached"] for meta in metas) == [False, True]
+    # Across replicas the evaluation's classifier is made before the GAN's first epoch, not in it
+    trained = next(meta["seconds"] for meta in metas if not meta["cached"])
     assert float(gan_rows(straight)[0]["eval_classifier_seconds"]) < trained
+    assert metas[0]["check"] == metas[1]["check"]
+    weights = [keras_weights(run / "eval_classifier.keras") for run in (straight, resumed)]
+    assert all(np.array_equal(a, b) for a, b in zip(*weights))
     # Every epoch evaluated; a best generator kept exactly when an epoch's images were recognised above
     # chance in every class (noise after two steps is not).
     from callbacks import EVAL_PER_CLASS

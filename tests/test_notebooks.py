@@ -143,11 +143,12 @@ def kernel_manager(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def kernel_env(tmp_path_factory):
-    """The kernel's environment: no BAGAN_* of the caller, empty Keras home and cache, small settings."""
+def kernel_env(tmp_path_factory, cache_home):
+    """The kernel's environment: no BAGAN_* of the caller, an empty Keras home, the session's cache
+    (conftest.cache_home: judges trained once), small settings."""
     home = tmp_path_factory.mktemp("home")
     env = {k: v for k, v in os.environ.items() if not k.startswith("BAGAN_")}
-    env.update(SMALL, KERAS_HOME=str(home / "keras"), XDG_CACHE_HOME=str(home / "cache"), TF_CPP_MIN_LOG_LEVEL="2")
+    env.update(SMALL, KERAS_HOME=str(home / "keras"), XDG_CACHE_HOME=str(cache_home), TF_CPP_MIN_LOG_LEVEL="2")
     env.pop("MPLBACKEND", None)
     return env
 

@@ -144,6 +144,28 @@ def test_a_judge_forced_to_collapse_is_caught(small_data):
     assert "gives trophozoite for every held-out image" in check["reason"]
 
 
+@pytest.mark.slow
+def test_a_judge_of_the_same_data_seed_and_settings_trains_once(small_data, tmp_path):
+    """evaluators.judge: the second call takes the cached judge (the same weights and check); another
+    seed, other labels or an unreadable cached file train a new one."""
+    from dataclasses import replace
+    from evaluators import judge
+    first, check, cached = judge(small_data, seed=0, min_steps=20, cache_dir=tmp_path)
+    assert not cached and len(list(tmp_path.glob("*.keras"))) == 1
+    again, check_again, cached = judge(small_data, seed=0, min_steps=20, cache_dir=tmp_path)
+    assert cached and check_again == check
+    assert all(np.array_equal(a, b) for a, b in zip(first.get_weights(), again.get_weights()))
+    assert not judge(small_data, seed=1, min_steps=20, cache_dir=tmp_path)[2]
+    relabelled = replace(small_data, y_train=(small_data.y_train + 1) % small_data.num_classes)
+    assert not judge(relabelled, seed=0, min_steps=20, cache_dir=tmp_path)[2]
+    assert not judge(small_data, seed=0, min_steps=30, cache_dir=tmp_path)[2]  # 30 batches, not 5 x 5
+    assert len(list(tmp_path.glob("*.keras"))) == 4
+    for path in tmp_path.glob("*.keras"):
+        path.write_bytes(b"not a keras file")
+    assert not judge(small_data, seed=0, min_steps=20, cache_dir=tmp_path)[2]
+    assert judge(small_data, seed=0, min_steps=20, cache_dir=tmp_path)[2]
+
+
 def noise_generator(latent_dim, shape, seed=0):
     """A generator of noise: a fixed random projection of z, squashed into [-1, 1]."""
     import keras
