@@ -53,9 +53,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from datasets import add_dataset_arguments, check_dataset_arguments  # noqa: E402
-from evaluators import (DEFAULT_BATCH_SIZE, data_key, INCEPTION_WEIGHTS_FILE, FeatureExtractor,  # noqa: E402
-                        cached_real_features, classifier_extractor, default_cache_dir, extract_features,
-                        inception_extractor, inception_weights_path, reconstructed_batches)
+from evaluators import (DEFAULT_BATCH_SIZE, data_key, INCEPTION_WEIGHTS_FILE, RANDOM_INCEPTION_SIZE,  # noqa: E402
+                        FeatureExtractor, cached_real_features, classifier_extractor, default_cache_dir,
+                        extract_features, inception_extractor, inception_weights_path, reconstructed_batches)
 from metrics import (NEIGHBOURS, FeatureSet, SingularCovarianceWarning, copy_ratios,  # noqa: E402
                      density_coverage, memorisation, minimum_images, precision_recall)
 from runs import GENERATORS, Run, UsageError, atomic_write, generated_batches, load_model  # noqa: E402
@@ -351,7 +351,7 @@ def parse_args(argv=None):
                         "is then marked UNRELIABLE)")
     p.add_argument("--weights", metavar="PATH|random",
                    help=f"InceptionV3 weights file (default: $KERAS_HOME/models/{INCEPTION_WEIGHTS_FILE}); "
-                        "'random': untrained, at 75x75, not comparable")
+                        f"'random': untrained, at {RANDOM_INCEPTION_SIZE}x{RANDOM_INCEPTION_SIZE}, not comparable")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="images per batch")
     p.add_argument("--seed", type=int, default=0, help="seed of the generator noise (and of random weights)")
     p.add_argument("--cache-dir", help=f"real-feature cache (default {default_cache_dir()})")
