@@ -189,14 +189,20 @@ def judge(data, seed=0, epochs=5, batch_size=JUDGE_BATCH, min_steps=JUDGE_MIN_ST
     same data, seed and settings give the same judge, trained once per machine, so that the runs and
     commands that judge the same data share one judge and its training time. Processes that need
     the same judge at once wait for the first (a lock file beside it); a cached file that cannot be
-    read is trained again."""
+    read is trained again, and where the cache folder cannot be written the judge trains uncached."""
     import fcntl
     folder = Path(cache_dir or judge_cache_dir())
-    folder.mkdir(parents=True, exist_ok=True)
     steps = judge_steps(len(judge_split(data, seed)[0]), epochs, batch_size, min_steps)
     key = judge_key(data, seed, steps, batch_size)
     path, meta_path = folder / f"{key}.keras", folder / f"{key}.json"
-    with open(folder / f"{key}.lock", "w") as lock:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = open(folder / f"{key}.lock", "w")
+    except OSError as e:
+        print(f"[judge] the judge cache {folder} cannot be written ({e.strerror}): training the judge uncached",
+              file=sys.stderr, flush=True)
+        return (*train_judge(data, seed, epochs, batch_size, min_steps), False)
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if path.is_file() and meta_path.is_file():
             try:

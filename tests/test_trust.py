@@ -145,7 +145,7 @@ def test_a_judge_forced_to_collapse_is_caught(small_data):
 
 
 @pytest.mark.slow
-def test_a_judge_of_the_same_data_seed_and_settings_trains_once(small_data, tmp_path):
+def test_a_judge_of_the_same_data_seed_and_settings_trains_once(small_data, tmp_path, capsys):
     """evaluators.judge: the second call takes the cached judge (the same weights and check); another
     seed, other labels or an unreadable cached file train a new one."""
     from dataclasses import replace
@@ -164,6 +164,11 @@ def test_a_judge_of_the_same_data_seed_and_settings_trains_once(small_data, tmp_
         path.write_bytes(b"not a keras file")
     assert not judge(small_data, seed=0, min_steps=20, cache_dir=tmp_path)[2]
     assert judge(small_data, seed=0, min_steps=20, cache_dir=tmp_path)[2]
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("")
+    model, check_uncached, cached = judge(small_data, seed=0, min_steps=20, cache_dir=not_a_folder / "judges")
+    assert not cached and check_uncached["steps"] == check["steps"]
+    assert "cannot be written" in capsys.readouterr().err
 
 
 def noise_generator(latent_dim, shape, seed=0):
