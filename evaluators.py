@@ -189,8 +189,12 @@ def judge(data, seed=0, epochs=5, batch_size=JUDGE_BATCH, min_steps=JUDGE_MIN_ST
     same data, seed and settings give the same judge, trained once per machine, so that the runs and
     commands that judge the same data share one judge and its training time. Processes that need
     the same judge at once wait for the first (a lock file beside it); a cached file that cannot be
-    read is trained again, and where the cache folder cannot be written the judge trains uncached."""
-    import fcntl
+    read is trained again, and where the cache folder cannot be written the judge trains uncached.
+    Without POSIX file locks (Windows) processes do not wait for each other: each may train it."""
+    try:
+        import fcntl
+    except ImportError:
+        fcntl = None
     folder = Path(cache_dir or judge_cache_dir())
     steps = judge_steps(len(judge_split(data, seed)[0]), epochs, batch_size, min_steps)
     key = judge_key(data, seed, steps, batch_size)
@@ -203,7 +207,8 @@ def judge(data, seed=0, epochs=5, batch_size=JUDGE_BATCH, min_steps=JUDGE_MIN_ST
               file=sys.stderr, flush=True)
         return (*train_judge(data, seed, epochs, batch_size, min_steps), False)
     with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
         if path.is_file() and meta_path.is_file():
             try:
                 return load_model(path), json.loads(meta_path.read_text())["check"], True

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -145,7 +146,7 @@ def test_a_judge_forced_to_collapse_is_caught(small_data):
 
 
 @pytest.mark.slow
-def test_a_judge_of_the_same_data_seed_and_settings_trains_once(small_data, tmp_path, capsys):
+def test_a_judge_of_the_same_data_seed_and_settings_trains_once(small_data, tmp_path, capsys, monkeypatch):
     """evaluators.judge: the second call takes the cached judge (the same weights and check); another
     seed, other labels or an unreadable cached file train a new one."""
     from dataclasses import replace
@@ -169,6 +170,8 @@ def test_a_judge_of_the_same_data_seed_and_settings_trains_once(small_data, tmp_
     model, check_uncached, cached = judge(small_data, seed=0, min_steps=20, cache_dir=not_a_folder / "judges")
     assert not cached and check_uncached["steps"] == check["steps"]
     assert "cannot be written" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "fcntl", None)  # no POSIX file locks (Windows): the cache still serves
+    assert judge(small_data, seed=0, min_steps=20, cache_dir=tmp_path)[2]
 
 
 def noise_generator(latent_dim, shape, seed=0):
