@@ -37,7 +37,7 @@ import numpy as np
 
 from metrics import chance_check
 from datasets import keras_home
-from runs import UsageError, atomic_write, generated_batches, load_model
+from runs import UsageError, atomic_write, generated_batches, load_model, save_json
 
 INCEPTION_WEIGHTS_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
 INCEPTION_WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/"
@@ -163,15 +163,17 @@ def judge_cache_dir():
     return default_cache_dir().parent / "judges"
 
 
-def judge_key(data, seed, steps, batch_size):
+def judge_key(data, seed, epochs, batch_size, min_steps):
     """The name of a judge in the cache: SHA-256 over all that train_judge's result depends on: the
     images and labels it trains and is checked on, the class names, its seed, batches, batch size and
     precision, Keras's version and the source of the functions that build and train it (a change to
     them names new judges)."""
     import inspect
     import keras
+    split = judge_split(data, seed)
+    steps = judge_steps(len(split[0]), epochs, batch_size, min_steps)
     digest = hashlib.sha256()
-    for array in judge_split(data, seed):
+    for array in split:
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype}{array.shape}".encode())
         digest.update(array.tobytes())
@@ -196,8 +198,7 @@ def judge(data, seed=0, epochs=5, batch_size=JUDGE_BATCH, min_steps=JUDGE_MIN_ST
     except ImportError:
         fcntl = None
     folder = Path(cache_dir or judge_cache_dir())
-    steps = judge_steps(len(judge_split(data, seed)[0]), epochs, batch_size, min_steps)
-    key = judge_key(data, seed, steps, batch_size)
+    key = judge_key(data, seed, epochs, batch_size, min_steps)
     path, meta_path = folder / f"{key}.keras", folder / f"{key}.json"
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -216,7 +217,7 @@ def judge(data, seed=0, epochs=5, batch_size=JUDGE_BATCH, min_steps=JUDGE_MIN_ST
                 pass
         model, check = train_judge(data, seed, epochs, batch_size, min_steps)
         atomic_write(path, model.save)
-        atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(dict(check=check), indent=2)))
+        save_json(meta_path, dict(check=check))
         return model, check, False
 
 
