@@ -81,7 +81,8 @@ def train(config, run_dir=None, data=None, strategy=None, verbose=1, callbacks=(
             print(f"[{config.label}] epochs {first_epoch + 1}..{config.epochs}, {steps} generator steps per "
                   f"epoch, train ratio {config.train_ratio}" + (" (resumed)" if first_epoch else ""), flush=True)
         batches = make_tf_dataset(data.x_train, data.y_train, config.batch_size, seed=config.seed,
-                                  drop_remainder=True, repeat=True, first_epoch=first_epoch, steps_per_epoch=steps)
+                                  drop_remainder=True, repeat=True, first_epoch=first_epoch, steps_per_epoch=steps,
+                                  balanced_classes=data.num_classes if config.real_batches == "balanced" else None)
         model.fit(batches, epochs=config.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
                   callbacks=gan_callbacks(config, data, run, steps, classifier) + list(callbacks)
                   + ([EpochProgress(config.label, config.epochs)] if verbose else []), shuffle=False, verbose=verbose)
@@ -249,12 +250,15 @@ BUDGET = dict(images_per_batch=8, min_batch=16, generator_steps=1500, ae_steps=1
 """The training budget of data without a table of its own above (class folders, cells, the
 oversampler's arrays), `TrainConfig.fit_budget`: a batch of about an eighth of the training images
 (a power of two from 16 to the paper's 128), at least `generator_steps` generator steps and
-`ae_steps` autoencoder batches, and about `evaluations` in-training evaluations. The paper's cells
-run (about 6,900 training images, batch 128, 100 epochs: 5,300 steps) keeps its settings; a folder
-of 282 training images gets batch 32 and 188 epochs instead of 2 steps per epoch
-(benchmarks/RESULTS.md)."""
+`ae_steps` autoencoder batches, and about `evaluations` in-training evaluations; for a set so small
+that the paper's 100 epochs would give fewer generator steps than that, class-balanced real batches
+(--real-batches balanced). The paper's cells run (about 6,900 training images, batch 128, 100
+epochs: 5,300 steps) keeps its settings; a folder of 282 training images gets batch 32, 188 epochs
+and balanced real batches instead of 2 steps per epoch (benchmarks/RESULTS.md)."""
+FITTED = ("batch_size", "epochs", "ae_epochs", "eval_every", "real_batches")
+"""The settings fit_budget may set."""
 BEFORE_THE_SETTING = dict(latent="paper", eval_every=0, ae_loss="mae", dropout=0.0, resize="stretch", ema_decay=0.0,
-                          networks="project")
+                          networks="project", real_batches="data")
 """What runs written before a setting existed did; --resume fills them in (g_learning_rate: the learning rate)."""
 RESUMABLE = ("epochs", "learning_rate", "g_learning_rate", "keep_checkpoints", "jit_compile", "eval_every")
 """What --resume may change; the checkpoint holds everything else."""
@@ -323,6 +327,10 @@ class TrainConfig:
                                default=0.0, type=float)
     diffaugment: str = setting("differentiable augmentation of every image the critic sees (DiffAugment): any of "
                                "translation,cutout,color, separated by commas (or +); none: off")
+    real_batches: str = setting("the real images of the critic's batches: data (drawn as the training split is, "
+                                "the paper's expectation of Eq. 14) or balanced (every class alike, as many images "
+                                "per epoch as the split: a class of six images is seen as often as the largest)",
+                                default="data", choices=("data", "balanced"))
     eval_every: int = setting("every N epochs, score the generator per class (KID and recognition by a classifier of "
                               "the training split) and keep generator_best.keras by the worst class; 0: never "
                               "(digits 5, imbalanced 10; fashion_mnist 1; cifar10 3; others 10)", type=int)
@@ -461,8 +469,7 @@ class TrainConfig:
         if self.dataset in DATASET_DEFAULTS or self.given is None:
             return None
         given, self.given = self.given, None
-        before = dict(batch_size=self.batch_size, epochs=self.epochs, ae_epochs=self.ae_epochs,
-                      eval_every=self.eval_every)
+        before = {name: getattr(self, name) for name in FITTED}
         if "batch_size" not in given:
             fit = 2 ** int(math.log2(max(train_images // BUDGET["images_per_batch"], 1)))
             self.batch_size = max(min(fit, PAPER_DEFAULTS["batch_size"]),
@@ -475,13 +482,16 @@ class TrainConfig:
             self.ae_epochs = max(self.ae_epochs, math.ceil(BUDGET["ae_steps"] / batches))
         if "eval_every" not in given and self.eval_every:
             self.eval_every = max(self.eval_every, round(self.epochs / BUDGET["evaluations"]))
+        if "real_batches" not in given and train_images // self.batch_size * PAPER_DEFAULTS["epochs"] < BUDGET[
+                "generator_steps"]:
+            self.real_batches = "balanced"  # a small set: the paper's epochs would be too few steps
         self.validate()
-        for name in ("batch_size", "epochs", "ae_epochs", "eval_every"):
+        for name in FITTED:
             if self.sources and name not in given and getattr(self, name) != before[name]:
                 self.sources[name] = f"data ({train_images} training images, BUDGET)"
         return dict(train_images=train_images, batch_size=self.batch_size, epochs=self.epochs,
                     generator_steps=self.epochs * steps, ae_epochs=self.ae_epochs, eval_every=self.eval_every,
-                    given=sorted(name for name in ("batch_size", "epochs", "ae_epochs", "eval_every") if name in given),
+                    real_batches=self.real_batches, given=sorted(name for name in FITTED if name in given),
                     changed={name: [value, getattr(self, name)] for name, value in before.items()
                              if value != getattr(self, name)})
 
@@ -558,12 +568,15 @@ class TrainConfig:
 def describe_budget(budget):
     """The console's line for TrainConfig.fit_budget's record."""
     given = f"; given: {', '.join(map(flag, budget['given']))}" if budget["given"] else ""
+    balanced = budget.get("real_batches") == "balanced"
     return (f"budget: {budget['train_images']} training images -> batch {budget['batch_size']}, "
             f"{budget['epochs']} GAN epochs = {budget['generator_steps']} generator steps, "
-            f"{budget['ae_epochs']} autoencoder epochs, an evaluation every {budget['eval_every']} epochs "
-            f"(at least {BUDGET['generator_steps']} generator and {BUDGET['ae_steps']} autoencoder steps, a batch "
-            f"of about 1/{BUDGET['images_per_batch']} of the images, so that a small set trains long enough"
-            f"{given}; --batch-size, --epochs, --ae-epochs and --eval-every override)")
+            f"{budget['ae_epochs']} autoencoder epochs, an evaluation every {budget['eval_every']} epochs"
+            + (", class-balanced real batches for the critic" if balanced else "")
+            + f" (at least {BUDGET['generator_steps']} generator and {BUDGET['ae_steps']} autoencoder steps, a "
+            f"batch of about 1/{BUDGET['images_per_batch']} of the images, so that a small set trains long enough"
+            + (" and a class of a few images counts as much as the largest" if balanced else "")
+            + f"{given}; --batch-size, --epochs, --ae-epochs, --eval-every and --real-batches override)")
 
 
 def auto_precision(cpuinfo="/proc/cpuinfo"):

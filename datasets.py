@@ -175,8 +175,23 @@ def to_uint8(images) -> np.ndarray:
     return np.clip(np.rint((x + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
+def balanced_order(y, num_classes, n, seed):
+    """`n` indices into `y` whose classes are drawn uniformly (over the classes that have images),
+    each class's images taken in a shuffled order that is reshuffled when used up."""
+    rng = np.random.default_rng(seed)
+    members = [np.flatnonzero(y == c) for c in range(num_classes)]
+    present = [c for c in range(num_classes) if len(members[c])]
+    classes = rng.choice(present, size=n)
+    order = np.empty(n, np.int64)
+    for c in present:
+        slots = np.flatnonzero(classes == c)
+        cycles = -(-len(slots) // len(members[c]))
+        order[slots] = np.concatenate([rng.permutation(members[c]) for _ in range(cycles)])[:len(slots)]
+    return order
+
+
 def make_tf_dataset(x, y, batch_size, shuffle=True, seed=None, drop_remainder=False,
-                    repeat=False, first_epoch=0, steps_per_epoch=None, order=None):
+                    repeat=False, first_epoch=0, steps_per_epoch=None, order=None, balanced_classes=None):
     """Batches of (float32 images in [-1, 1], int32 labels) from uint8 arrays.
 
     The uint8 array stays in memory once, as the numpy array given: each batch is gathered from it
@@ -187,7 +202,10 @@ def make_tf_dataset(x, y, batch_size, shuffle=True, seed=None, drop_remainder=Fa
     stream (``repeat=True``) orders epoch ``e`` by ``(seed, e)`` alone, so a run resumed at
     ``first_epoch`` sees the same batches as an uninterrupted one; its batches never straddle two
     epochs, and ``steps_per_epoch`` keeps only the first batches of each epoch. ``order``: one pass
-    over these indices of ``x`` instead (e.g. evaluators.balanced_order's), batched as they are.
+    over these indices of ``x`` instead (e.g. balanced_order's), batched as they are.
+    ``balanced_classes`` (the number of classes; with ``repeat``): each epoch's ``len(x)`` images are
+    drawn by `balanced_order` from ``(seed, e)`` instead, every class alike, so a small class's few
+    images recur in every epoch.
     """
     import tensorflow as tf
 
@@ -203,9 +221,15 @@ def make_tf_dataset(x, y, batch_size, shuffle=True, seed=None, drop_remainder=Fa
         batch.set_shape(idx.shape.concatenate(images.shape[1:]))  # a static batch size stays static
         return to_model_range(batch), tf.gather(labels, idx)
 
+    classes = np.asarray(y)
+
     def epoch_batches(epoch):
         order = tf.range(len(x), dtype=tf.int64)
-        if shuffle:
+        if balanced_classes:
+            order = tf.numpy_function(lambda e: balanced_order(classes, balanced_classes, len(x), [seed, int(e)]),
+                                      [epoch], tf.int64, stateful=False)
+            order.set_shape([len(x)])
+        elif shuffle:
             order = tf.random.experimental.stateless_shuffle(order, seed=tf.stack([np.int64(seed), epoch]))
         batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
         return batches.take(steps_per_epoch) if steps_per_epoch else batches

@@ -36,7 +36,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from metrics import chance_check
-from datasets import keras_home
+from datasets import balanced_order, keras_home
 from runs import UsageError, atomic_write, generated_batches, load_model, save_json
 
 INCEPTION_WEIGHTS_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -89,21 +89,6 @@ def build_cnn(image_shape, num_classes):
     model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     return model
-
-
-def balanced_order(y, num_classes, n, seed):
-    """`n` indices into `y` whose classes are drawn uniformly (over the classes that have images),
-    each class's images taken in a shuffled order that is reshuffled when used up."""
-    rng = np.random.default_rng(seed)
-    members = [np.flatnonzero(y == c) for c in range(num_classes)]
-    present = [c for c in range(num_classes) if len(members[c])]
-    classes = rng.choice(present, size=n)
-    order = np.empty(n, np.int64)
-    for c in present:
-        slots = np.flatnonzero(classes == c)
-        cycles = -(-len(slots) // len(members[c]))
-        order[slots] = np.concatenate([rng.permutation(members[c]) for _ in range(cycles)])[:len(slots)]
-    return order
 
 
 def predict(model, x, batch_size=PREDICT_BATCH):

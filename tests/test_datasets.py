@@ -433,6 +433,28 @@ def test_make_tf_dataset_batches():
     assert len(list(endless.take(7))) == 7
 
 
+def test_balanced_real_batches_draw_every_class_alike_and_resume_where_they_were():
+    """--real-batches balanced: each epoch as many images as the split, the classes drawn uniformly;
+    epoch e depends on (seed, e) alone, so a resumed run sees the batches an uninterrupted one does."""
+    y = np.repeat(np.arange(3), [90, 8, 2])
+    x = np.broadcast_to((y * 100).astype(np.uint8)[:, None, None, None], (100, 4, 4, 1)).copy()
+
+    def labels(first_epoch, epochs, balanced_classes=3):
+        ds = datasets.make_tf_dataset(x, y, 10, seed=5, drop_remainder=True, repeat=True, first_epoch=first_epoch,
+                                      steps_per_epoch=10, balanced_classes=balanced_classes)
+        batches = list(ds.take(10 * epochs))
+        for images, batch_labels in batches:  # each image travels with its own label
+            assert np.allclose(images.numpy()[:, 0, 0, 0], batch_labels.numpy() * 100 / 127.5 - 1)
+        return np.concatenate([b[1].numpy() for b in batches])
+
+    drawn = labels(0, 6)
+    counts = np.bincount(drawn, minlength=3)
+    assert len(drawn) == 600 and counts.min() > 150 and counts.max() < 250, counts
+    assert np.array_equal(labels(4, 2), drawn[400:])
+    as_the_data = np.bincount(labels(0, 6, None), minlength=3)
+    assert as_the_data.tolist() == [540, 48, 12]
+
+
 # ---------------------------------------------------------------- CLI
 
 

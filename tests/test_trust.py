@@ -59,7 +59,7 @@ def test_minimum_images_per_measure():
 
 
 def test_balanced_order_draws_every_class_about_equally():
-    from evaluators import balanced_order
+    from datasets import balanced_order
     y = np.repeat(np.arange(4), [240, 24, 12, 6])
     order = balanced_order(y, 4, 6400, seed=0)
     counts = np.bincount(y[order], minlength=4)
@@ -74,16 +74,18 @@ def test_a_small_folder_gets_a_batch_and_length_that_fit_it_and_flags_override()
     from bagan_train import BUDGET, TrainConfig
     config = TrainConfig.create(dataset="some/folder", image_size=32)
     budget = config.fit_budget(282)
-    assert (config.batch_size, config.epochs) == (32, 188)
-    assert budget["generator_steps"] >= BUDGET["generator_steps"]
+    assert (config.batch_size, config.epochs, config.real_batches) == (32, 188, "balanced")
+    assert budget["generator_steps"] >= BUDGET["generator_steps"] and budget["real_batches"] == "balanced"
     assert config.ae_epochs * -(-282 // 32) >= BUDGET["ae_steps"]
     assert config.fit_budget(282) is None and config.batch_size == 32  # once per configuration
-    given = TrainConfig.create(dataset="some/folder", image_size=32, batch_size=64, epochs=30)
-    given.fit_budget(282)
-    assert (given.batch_size, given.epochs) == (64, 30)
+    given = TrainConfig.create(dataset="some/folder", image_size=32, batch_size=64, epochs=30, real_batches="data")
+    assert given.fit_budget(282)["given"] == ["batch_size", "epochs", "real_batches"]
+    assert (given.batch_size, given.epochs, given.real_batches) == (64, 30, "data")
+    short = TrainConfig.create(dataset="some/folder", image_size=32, epochs=10)
+    assert short.fit_budget(282)["real_batches"] == "balanced"  # the set's size decides, not the length asked
     cells = TrainConfig.create(dataset="some/folder")
-    cells.fit_budget(6885)  # the paper's cells run keeps the paper's settings
-    assert (cells.batch_size, cells.epochs, cells.ae_epochs) == (128, 100, 30)
+    cells.fit_budget(6885)  # the paper's cells run keeps the paper's settings, real batches as the data draws them
+    assert (cells.batch_size, cells.epochs, cells.ae_epochs, cells.real_batches) == (128, 100, 30, "data")
     digits = TrainConfig.create(dataset="digits")
     assert digits.fit_budget(282) is None and digits.batch_size == 64
 
@@ -118,6 +120,25 @@ def test_the_run_says_and_records_its_budget(small_run, capsys):
     config = json.loads((small_run / "config.json").read_text())
     assert config["batch_size"] == 32 and config["budget"]["batch_size"] == 32
     assert config["budget"]["given"] == ["ae_epochs", "epochs", "eval_every"]
+
+
+@pytest.mark.slow
+def test_balanced_real_batches_reach_the_critic(small_folder, tmp_path, monkeypatch):
+    """--real-batches balanced (the budget's choice for a small set) builds the GAN's batches with
+    every class alike; the default draws them as the data is."""
+    import bagan_train
+    import datasets
+    real, asked = datasets.make_tf_dataset, []
+
+    def recording(*args, **kwargs):
+        asked.append(kwargs.get("balanced_classes"))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(datasets, "make_tf_dataset", recording)
+    assert bagan_train.main(["--dataset", str(small_folder), "--image-size", "32", "--epochs", "1", "--ae-epochs", "0",
+                             "--steps-per-epoch", "1", "--eval-every", "0", "--real-batches", "balanced",
+                             "--out", str(tmp_path / "run"), "--verbose", "0"]) == 0
+    assert asked == [4]  # the GAN's batches, 4 classes (no autoencoder epochs)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["real_batches"] == "balanced"
 
 
 @pytest.fixture(scope="module")
