@@ -329,7 +329,8 @@ class TrainConfig:
                                "translation,cutout,color, separated by commas (or +); none: off")
     real_batches: str = setting("the real images of the critic's batches: data (drawn as the training split is, "
                                 "the paper's expectation of Eq. 14) or balanced (every class alike, as many images "
-                                "per epoch as the split: a class of six images is seen as often as the largest)",
+                                "per epoch as the split: a class of six images is seen as often as the largest); the budget "
+                                "picks balanced for a small set",
                                 default="data", choices=("data", "balanced"))
     eval_every: int = setting("every N epochs, score the generator per class (KID and recognition by a classifier of "
                               "the training split) and keep generator_best.keras by the worst class; 0: never "

@@ -36,7 +36,8 @@ DATASET_NAME = "arrays"
 """config['dataset'] of the runs the oversampler trains (bagan_train's folder defaults apply)."""
 TRAIN_SETTINGS = ("model", "epochs", "ae_epochs", "image_size", "batch_size", "latent_dim", "learning_rate",
                   "g_learning_rate", "beta_1", "beta_2", "train_ratio", "gp_weight", "steps_per_epoch", "variant",
-                  "critic_init", "latent", "ema_decay", "diffaugment", "eval_every", "precision", "jit_compile")
+                  "critic_init", "latent", "ema_decay", "diffaugment", "real_batches", "eval_every", "precision",
+                  "jit_compile")
 """Constructor settings that are bagan_train.TrainConfig's; None leaves its default."""
 SAVED_FILE = "oversampler.json"
 JUDGE_FILE = "judge.keras"
@@ -219,8 +220,8 @@ class BAGANGPOversampler(BaseOverSampler):
     sampler and random_state give identical images. Training settings (`model`, `epochs`,
     `image_size`, `variant`, ...) are bagan_train.TrainConfig's (`model="wgan_gp"` trains a
     baseline); None keeps its default for a folder dataset (the paper's 64x64; batch, epochs,
-    autoencoder epochs and the evaluation's interval scaled to the number of images,
-    bagan_train.TrainConfig.fit_budget). The in-training evaluation's judge is checked on a fifth of
+    autoencoder epochs and the evaluation's interval scaled to the number of images, and class-balanced
+    real batches for a small set, bagan_train.TrainConfig.fit_budget). The in-training evaluation's judge is checked on a fifth of
     the images of each class, held out from the judge only. `generator`: the run's "best" generator (kept by
     that evaluation) or its "last"; None: the best when the run kept one. `run_dir` keeps the run
     folder (losses, sample grids); by default a temporary one is removed after fitting.
@@ -236,8 +237,8 @@ class BAGANGPOversampler(BaseOverSampler):
     def __init__(self, sampling_strategy="auto", random_state=None, *, model=None, epochs=None, ae_epochs=None,
                  image_size=None, batch_size=None, latent_dim=None, learning_rate=None, g_learning_rate=None,
                  beta_1=None, beta_2=None, train_ratio=None, gp_weight=None, steps_per_epoch=None, variant=None,
-                 critic_init=None, latent=None, ema_decay=None, diffaugment=None, eval_every=None, precision=None,
-                 jit_compile=None,
+                 critic_init=None, latent=None, ema_decay=None, diffaugment=None, real_batches=None, eval_every=None,
+                 precision=None, jit_compile=None,
                  generator=None, image_shape=None, value_range=None, run_dir=None, select=None, select_threshold=None,
                  verbose=1):
         super().__init__(sampling_strategy=sampling_strategy)
@@ -260,6 +261,7 @@ class BAGANGPOversampler(BaseOverSampler):
         self.latent = latent
         self.ema_decay = ema_decay
         self.diffaugment = diffaugment
+        self.real_batches = real_batches
         self.eval_every = eval_every
         self.precision = precision
         self.jit_compile = jit_compile

@@ -161,8 +161,8 @@ def test_training_settings_are_train_configs():
     assert set(TRAIN_SETTINGS) <= set(inspect.signature(BAGANGPOversampler).parameters)
     config = BAGANGPOversampler(model="wgan_gp", train_ratio=3, random_state=5)._run_config()
     assert (config.model, config.train_ratio, config.seed, config.dataset) == ("wgan_gp", 3, 5, "arrays")
-    config = BAGANGPOversampler(ema_decay=0.99, diffaugment="cutout,color")._run_config()
-    assert (config.ema_decay, config.diffaugment) == (0.99, "cutout,color")
+    config = BAGANGPOversampler(ema_decay=0.99, diffaugment="cutout,color", real_batches="balanced")._run_config()
+    assert (config.ema_decay, config.diffaugment, config.real_batches) == (0.99, "cutout,color", "balanced")
     with pytest.raises(ValueError, match="'blur'"):
         BAGANGPOversampler(diffaugment="blur")._run_config()
 
