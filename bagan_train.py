@@ -329,8 +329,8 @@ class TrainConfig:
                                "translation,cutout,color, separated by commas (or +); none: off")
     real_batches: str = setting("the real images of the critic's batches: data (drawn as the training split is, "
                                 "the paper's expectation of Eq. 14) or balanced (every class alike, as many images "
-                                "per epoch as the split: a class of six images is seen as often as the largest); the budget "
-                                "picks balanced for a small set",
+                                "per epoch as the split: a class of six images is seen as often as the largest); "
+                                "the budget picks balanced for a small set",
                                 default="data", choices=("data", "balanced"))
     eval_every: int = setting("every N epochs, score the generator per class (KID and recognition by a classifier of "
                               "the training split) and keep generator_best.keras by the worst class; 0: never "
@@ -483,9 +483,9 @@ class TrainConfig:
             self.ae_epochs = max(self.ae_epochs, math.ceil(BUDGET["ae_steps"] / batches))
         if "eval_every" not in given and self.eval_every:
             self.eval_every = max(self.eval_every, round(self.epochs / BUDGET["evaluations"]))
-        if "real_batches" not in given and train_images // self.batch_size * PAPER_DEFAULTS["epochs"] < BUDGET[
-                "generator_steps"]:
-            self.real_batches = "balanced"  # a small set: the paper's epochs would be too few steps
+        small = train_images // self.batch_size * PAPER_DEFAULTS["epochs"] < BUDGET["generator_steps"]
+        if "real_batches" not in given and small:  # the paper's epochs would be too few steps
+            self.real_batches = "balanced"
         self.validate()
         for name in FITTED:
             if self.sources and name not in given and getattr(self, name) != before[name]:

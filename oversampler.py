@@ -221,9 +221,10 @@ class BAGANGPOversampler(BaseOverSampler):
     `image_size`, `variant`, ...) are bagan_train.TrainConfig's (`model="wgan_gp"` trains a
     baseline); None keeps its default for a folder dataset (the paper's 64x64; batch, epochs,
     autoencoder epochs and the evaluation's interval scaled to the number of images, and class-balanced
-    real batches for a small set, bagan_train.TrainConfig.fit_budget). The in-training evaluation's judge is checked on a fifth of
-    the images of each class, held out from the judge only. `generator`: the run's "best" generator (kept by
-    that evaluation) or its "last"; None: the best when the run kept one. `run_dir` keeps the run
+    real batches for a small set, bagan_train.TrainConfig.fit_budget). The in-training evaluation's
+    judge is checked on a fifth of the images of each class, held out from the judge only.
+    `generator`: the run's "best" generator (kept by that evaluation) or its "last"; None: the best
+    when the run kept one. `run_dir` keeps the run
     folder (losses, sample grids); by default a temporary one is removed after fitting.
     `select` ("confidence", "novel" or both in a list) keeps only generated images that a judge trained
     on the same images at fit time (evaluators.train_judge) gives their class with probability at
