@@ -27,10 +27,11 @@ train: $(VENV)/.installed
 	$(PY) bagan_train.py $(ARGS)
 
 # `make test` runs a pytest-xdist worker per core (at most 4), a test file per worker at a time, so
-# that a file's fixtures are made once; TEST_WORKERS=0 runs everything in this one process.
+# that a file's fixtures are made once, the longest files first (LONGEST_FIRST in tests/conftest.py);
+# TEST_WORKERS=0 runs everything in this one process.
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n < 4 ? n : 4 )))
 test: $(VENV)/.installed
-	$(PY) -m pytest -q --timeout=900 -n $(TEST_WORKERS) --dist loadfile tests
+	$(PY) -m pytest -q --timeout=900 -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests
 
 # The quick loop while changing code: the pure numerics, the data loaders, the configuration and the
 # networks (no training run, no judge); `make test` stays what CI runs.

@@ -85,7 +85,7 @@ class Judge:
 
     def __call__(self, generator):
         import warnings
-        from fid import FeatureSet, SingularCovarianceWarning
+        from metrics import FeatureSet, SingularCovarianceWarning
         from runs import generated_batches
         warnings.simplefilter("ignore", SingularCovarianceWarning)  # few unseen real digits: compare like with like
         rows = dict(recognised=[], fid=[], diversity=[], near_copies=[])

@@ -18,6 +18,20 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 import pytest  # noqa: E402
 
+# `make test` hands each pytest-xdist worker a whole test file at a time (--dist loadfile), in collection
+# order (--no-loadscope-reorder: xdist's own order, by number of tests, put the two longest files last).
+# The files that hold the long trainings go first, longest first, so that the workers finish together
+# instead of one running a long file alone at the end. Seconds per file, two workers on two cores, quiet:
+# 206, 192, 103, 94, 94, 90, 63, 60, 57, 46, 41, 38 in this order; the rest keep their order after them.
+LONGEST_FIRST = ("test_compare.py", "test_distribute.py", "test_train.py", "test_classify.py", "test_trust.py",
+                 "test_best.py", "test_oversampler.py", "test_models.py", "test_fid.py", "test_generate_units.py",
+                 "test_notebooks.py", "test_bagan_gp.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
 
 @pytest.fixture(scope="session", autouse=True)
 def cache_home(tmp_path_factory):
