@@ -2,14 +2,15 @@
 
     python benchmarks/small_folder.py /tmp/small-folder                 # bagan_train.py's defaults, 32x32
     python benchmarks/small_folder.py /tmp/small-folder --image-size 64 --json
+    python benchmarks/small_folder.py /tmp/small-folder --judge-per-class 200    # the judge of 2026-12-05/06
 
 Writes smallfolder.py's folder (353 16-bit 70x90 images in four classes of 300, 30, 15 and 8) into
 FOLDER/data, trains `bagan_train.py --dataset FOLDER/data --image-size S` with nothing else into
 FOLDER/run (or reuses a finished run there), then trains an independent judge
-(evaluators.train_judge) on a fresh balanced folder of the same kind (200 images per class, another
-seed; checked on the run's held-out images) and reports the share of the run's generated images of
-each class it recognises, for the generator the commands use (the best when the run kept one) and
-the last, beside the share of the folder's own real images (training and test) it recognises: the
+(evaluators.train_judge) on a fresh balanced folder of the same kind (`--judge-per-class` images
+per class, another seed; checked on the run's held-out images) and reports the share of the run's
+generated images of each class it recognises, for the generator the commands use (the best when the
+run kept one) and the last, beside the share of the folder's own real images (training and test) it recognises: the
 scale, since a judge that knows a class's real images only at 60% cannot be expected to see more in
 generated ones. The goal: at least 80% in every class, with the whole run in about 20 minutes on two
 cores. Exit status 1 when a class is below the goal.
@@ -27,7 +28,7 @@ import numpy as np  # noqa: E402
 
 GOAL = 0.8
 PER_CLASS = 200
-JUDGE_PER_CLASS = 200
+JUDGE_PER_CLASS = 1000
 
 
 def main(argv=None):
@@ -36,6 +37,8 @@ def main(argv=None):
     p.add_argument("folder", help="where the data and the run go (the run is reused when it is finished)")
     p.add_argument("--image-size", type=int, default=32, choices=(32, 64))
     p.add_argument("--seed", type=int, default=0, help="seed of the folder's images (the run keeps its default)")
+    p.add_argument("--judge-per-class", type=int, default=JUDGE_PER_CLASS,
+                   help=f"fresh images per class the judge trains on (default {JUDGE_PER_CLASS})")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     import bagan_train
@@ -55,9 +58,9 @@ def main(argv=None):
     run = Run.open(run_dir)
     c = run.config
     data = load_dataset(data_dir, image_size=c["image_size"], seed=c["seed"], resize=c["resize"])
-    fresh_dir = os.path.join(args.folder, "judge-data")
+    fresh_dir = os.path.join(args.folder, f"judge-data-{args.judge_per_class}")
     if not os.path.isdir(fresh_dir):
-        make_small_folder(fresh_dir, [JUDGE_PER_CLASS] * data.num_classes, seed=args.seed + 1)
+        make_small_folder(fresh_dir, [args.judge_per_class] * data.num_classes, seed=args.seed + 1)
     fresh = load_dataset(fresh_dir, image_size=c["image_size"], seed=c["seed"], resize=c["resize"])
     fresh = dataclasses.replace(fresh, x_train=np.concatenate([fresh.x_train, fresh.x_test]),
                                 y_train=np.concatenate([fresh.y_train, fresh.y_test]), x_test=data.x_test,
