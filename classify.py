@@ -30,7 +30,11 @@ Every ``--augment`` value is one training set, one row of the table:
 ``online+RUN_DIR``
     the generated images of RUN_DIR added, then ``online``'s transforms applied to real and
     generated images alike at every epoch (classes still short of the largest after the generated
-    images, with ``--synthetic-ratio``, are filled up with duplicates, as in ``online``).
+    images, with ``--synthetic-ratio``, are filled up with duplicates, as in ``online``);
+``oversample+RUN_DIR``
+    the generated images of RUN_DIR added (with ``--synthetic-ratio R``, at most R per real image),
+    then classes still short of the largest filled up with duplicates, as in ``oversample``: generated
+    images and duplicates mixed in a measured amount.
 
 ``--select confidence`` and ``--select novel`` keep only some generated images
 (evaluators.select_generated), judged by ``selection_classifier``: a CNN trained on the fit part of
@@ -113,7 +117,8 @@ PREDICT_BATCH = 256
 BALANCED_PROTOCOLS = ("digits", "fashion_mnist", "cifar10")
 CLASSIC = ("none", "weights", "oversample", "affine", "online")
 """The remedies without generated images, as --augment values."""
-ONLINE = "online+"
+STACKED = {"online+": "online", "oversample+": "oversample"}
+"""--augment prefixes that stack a run's generated images on a classic remedy: PREFIX + RUN_DIR."""
 CLASSIFIERS = {
     "cnn": "CNN of paper 003 (3 conv + max-pool blocks, dense output)",
     "cnn_svm": "CNN-SVM of paper 004 (the CNN's 128-d hidden features into an RBF SVM)",
@@ -423,6 +428,7 @@ class Row:
     kind: str  # "reference", one of CLASSIC, or "generator"
     run: Run | None = None
     online: bool = False  # online's transforms at every epoch (online, online+RUN_DIR)
+    fill: bool = False  # duplicates where the generated images leave a class short (STACKED rows)
     selection: list = field(default_factory=list)  # per seed: select_generated's per-class stats
     generator: object = None
     described: str | None = None  # which of the run's generators, as runs.Run.generator_choice says
@@ -441,15 +447,15 @@ def _same_dataset(a, b):
 def _rows_from_flags(values):
     rows, names = [], set()
     for value in values or ["none"]:
-        stacked = value.startswith(ONLINE)
-        target = value[len(ONLINE):] if stacked else value
+        prefix = next((p for p in STACKED if value.startswith(p)), "")
+        target = value[len(prefix):]
         if value in CLASSIC:
             row = Row(value, value, online=value == "online")
-        elif stacked and target in CLASSIC:
-            raise UsageError(f"--augment {value}: {ONLINE} takes a run folder, e.g. {ONLINE}train_results/<run>")
+        elif prefix and target in CLASSIC:
+            raise UsageError(f"--augment {value}: {prefix} takes a run folder, e.g. {prefix}train_results/<run>")
         else:
             run = Run.open(target)
-            row = Row(ONLINE + run.name if stacked else run.name, "generator", run, online=stacked)
+            row = Row(prefix + run.name, "generator", run, online=STACKED.get(prefix) == "online", fill=bool(prefix))
         if row.name in names:
             row.name = value
         if row.name in names:
@@ -580,7 +586,7 @@ def added_images(row, x, y, seed, num_classes, pool, flip, ratio=None, selector=
             row.selection.append(dict(seed=seed, selector_images=len(y), classes=stats))
         else:
             x_add, y_add = rebalance_with_generator(x, y, row.generator, seed, num_classes, ratio=ratio)
-        if row.online:  # still short of the largest class (with a ratio): duplicates, as online's
+        if row.fill:  # still short of the largest class (with a ratio): duplicates, as oversample's
             x_more, y_more = rebalance_with_duplicates(np.concatenate([x, x_add]), np.concatenate([y, y_add]),
                                                        seed, num_classes)
             x_add, y_add = np.concatenate([x_add, x_more]), np.concatenate([y_add, y_more])
@@ -741,11 +747,12 @@ def parse_args(argv=None):
                     "(papers 003 and 004): one table row per --augment.")
     add_dataset_arguments(p, dict(dataset="the runs'", imbalanced="no",
                                   image_size="the runs', else 32 for digits and 64 otherwise"))
-    p.add_argument("--augment", action="append", metavar="|".join(CLASSIC) + "|RUN_DIR|online+RUN_DIR",
+    p.add_argument("--augment", action="append",
+                   metavar="|".join([*CLASSIC, "RUN_DIR", *(prefix + "RUN_DIR" for prefix in STACKED)]),
                    help="a training set, one row each; may be repeated (default: none): the split as it is, "
                         "with a class-weighted loss, with random duplicates, with affine copies, with duplicates "
-                        "and random transforms at every epoch; a run's generated images, alone or with online's "
-                        "transforms")
+                        "and random transforms at every epoch; a run's generated images, alone, with online's "
+                        "transforms, or with duplicates where they leave a class short (oversample+)")
     p.add_argument("--select", action="append", choices=SELECT_RULES,
                    help="keep only generated images that a CNN trained on the real training images (never the "
                         "validation or test images) gives their class with probability at least --select-threshold "

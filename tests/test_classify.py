@@ -284,7 +284,7 @@ def test_each_remedy_row_has_its_training_set():
         assert np.array_equal(again, x_add) and not np.array_equal(other, x_add)
 
 
-def test_the_synthetic_ratio_caps_the_generated_images_and_online_fills_the_rest(tiny_run):
+def test_the_synthetic_ratio_caps_the_generated_images_and_stacked_rows_fill_the_rest(tiny_run):
     from runs import load_model
     data = load_dataset("digits", image_size=32, imbalanced=True)
     x, y = data.x_train, data.y_train
@@ -292,11 +292,18 @@ def test_the_synthetic_ratio_caps_the_generated_images_and_online_fills_the_rest
     row = classify.Row("run", "generator", generator=load_model(tiny_run / "generator.keras"))
     _, y_add = classify.added_images(row, x, y, 0, 10, None, True, ratio=0.5)
     assert np.bincount(y_add, minlength=10).tolist() == np.minimum(counts.max() - counts, counts // 2).tolist()
-    row.online = True
+    row.fill = True
     x_add, y_add = classify.added_images(row, x, y, 0, 10, None, True, ratio=0.5)
     assert np.bincount(y_add, minlength=10).tolist() == (counts.max() - counts).tolist()
     generated = len(y_add) - int(np.sum(np.maximum(counts.max() - counts - counts // 2, 0)))
     assert generated == int(np.sum(np.minimum(counts.max() - counts, counts // 2)))
+
+
+def test_a_prefix_stacks_a_run_on_online_or_on_oversample(tiny_run):
+    rows = classify._rows_from_flags([str(tiny_run), f"online+{tiny_run}", f"oversample+{tiny_run}"])
+    assert [(r.name, r.kind, r.online, r.fill) for r in rows] == [
+        (tiny_run.name, "generator", False, False), (f"online+{tiny_run.name}", "generator", True, True),
+        (f"oversample+{tiny_run.name}", "generator", False, True)]
 
 
 def test_online_transforms_are_drawn_again_at_every_epoch():
@@ -311,14 +318,15 @@ def test_online_transforms_are_drawn_again_at_every_epoch():
 def test_the_remedy_rows_train_and_report_their_counts(tiny_run, tmp_path, capsys):
     assert classify.main(["--dataset", "digits", "--imbalanced", "--no-reference", "--seeds", "1", "--epochs", "1",
                           "--augment", "weights", "--augment", "oversample", "--augment", "online", "--augment",
-                          f"online+{tiny_run}", "--synthetic-ratio", "2", "--out", str(tmp_path), "--json"]) == 0
+                          f"online+{tiny_run}", "--augment", f"oversample+{tiny_run}", "--synthetic-ratio", "2",
+                          "--out", str(tmp_path), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     rows = {row["name"]: row for row in result["rows"]}
     counts = result["train_counts"]
-    assert list(rows) == ["weights", "oversample", "online", f"online+{tiny_run.name}"]
+    assert list(rows) == ["weights", "oversample", "online", f"online+{tiny_run.name}", f"oversample+{tiny_run.name}"]
     assert result["synthetic_ratio"] == 2.0
     assert sum(rows["weights"]["train_counts"]) < sum(counts)  # the fit part: validation images held out
-    for name in ("oversample", "online", f"online+{tiny_run.name}"):
+    for name in ("oversample", "online", f"online+{tiny_run.name}", f"oversample+{tiny_run.name}"):
         assert len(set(rows[name]["train_counts"])) == 1, name  # every class as large as the largest
 
 
@@ -480,6 +488,7 @@ BAD = {
                                 "--val-share must be above 0"),
     "online-of-a-remedy": (["--dataset", "digits", "--augment", "online+affine"], "takes a run folder"),
     "online-of-nothing": (["--dataset", "digits", "--augment", "online+{tmp}/missing"], "does not exist"),
+    "oversample-of-a-remedy": (["--dataset", "digits", "--augment", "oversample+weights"], "takes a run folder"),
     "threshold-1": (["--dataset", "digits", "--select", "confidence", "--select-threshold", "1"], "between 0 and 1"),
     "threshold-0": (["--dataset", "digits", "--select", "confidence", "--select-threshold", "0"], "between 0 and 1"),
     "select-without-run": (["--dataset", "digits", "--augment", "affine", "--select", "novel"], "add --augment RUN_DIR"),
