@@ -2,7 +2,7 @@
 
     python benchmarks/remedies_summary.py classify.json auto.json select.json [--json]
 
-Per training set (a row of any of the results; a row from a run with --synthetic-ratio auto or
+Per training set (a row of any of the results; a row from a run with --synthetic-ratio or
 --select is named so): accuracy, macro F1, mean minority recall and the smallest class's recall
 (mean ± sd over the seeds), then each generated row's paired difference in mean minority recall
 against the best row without generated images (tables.paired_against_best, 95% t interval).
@@ -25,8 +25,9 @@ def row_name(row, result):
     marks = []
     if row["kind"] == "generator" and result.get("select"):
         marks.append("select " + "+".join(result["select"]))
-    if row["kind"] == "generator" and result.get("synthetic_ratio") == "auto":
-        marks.append("ratio auto")
+    ratio = result.get("synthetic_ratio")
+    if row["kind"] == "generator" and ratio is not None:
+        marks.append("ratio auto" if ratio == "auto" else f"ratio {ratio:g}")
     return row["name"] + (f" ({', '.join(marks)})" if marks else "")
 
 
