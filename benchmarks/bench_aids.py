@@ -40,7 +40,7 @@ def build_model(image_size, networks, **aids):
 
 def main(argv=None):
     from console import ArgumentParser
-    p = ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     add_step_arguments(p)
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)

@@ -32,7 +32,7 @@ REQUIRED = ("config.json", "history.csv", "generator.keras", "critic.keras", "de
 
 def main(argv=None):
     from console import ArgumentParser
-    p = ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--out", default="gpu-check", help="folder of the run and gpu_check.json (default gpu-check/)")
     p.add_argument("--steps", type=int, default=20, help="generator steps per GAN epoch (default 20)")
     p.add_argument("--dataset", default="fashion_mnist", help="default fashion_mnist (imbalanced, Table 1 row B)")

@@ -102,7 +102,7 @@ class Judge:
 
 def main(argv=None):
     from console import ArgumentParser
-    p = ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--out", required=True, help="the run folder to write")
     p.add_argument("--dataset", default="digits")
     p.add_argument("--data-dir")
