@@ -455,7 +455,8 @@ def _rows_from_flags(values):
             raise UsageError(f"--augment {value}: {prefix} takes a run folder, e.g. {prefix}train_results/<run>")
         else:
             run = Run.open(target)
-            row = Row(prefix + run.name, "generator", run, online=STACKED.get(prefix) == "online", fill=bool(prefix))
+            row = Row(prefix + run.name, "generator", run, online=STACKED.get(prefix) == "online",
+                      fill=bool(prefix))
         if row.name in names:
             row.name = value
         if row.name in names:
