@@ -210,7 +210,7 @@ def gan_callbacks(config, data, run, steps, classifier=None):
                            SampleGrid, StopOnNonFiniteLoss)
     callbacks = [EpochSchedule(), StopOnNonFiniteLoss(run, steps)]
     if classifier is not None:
-        callbacks.append(BestGenerator(run, classifier, data, config.eval_every, config.seed))
+        callbacks.append(BestGenerator(run, classifier, data, config.eval_every, config.seed, config.best_by))
     if run.writable:
         real_row = np.stack([data.x_train[data.y_train == c][0] for c in range(data.num_classes)])
         noise = np.random.default_rng(config.seed).standard_normal((GRID_ROWS, config.latent_dim))
@@ -246,19 +246,20 @@ IMBALANCED_DEFAULTS = {  # a third of the images: three times the epochs, as man
 # Then the model's own (bagan_gp.py): its setting_defaults (BAGAN: the original code's Adam and loss),
 # its default train ratio, no gp_weight without a penalty, and the defaults of its options.
 EVAL_CLASSIFIER_EPOCHS = 5
-BUDGET = dict(images_per_batch=8, min_batch=16, generator_steps=1500, ae_steps=1000, evaluations=20)
+BUDGET = dict(images_per_batch=8, min_batch=16, generator_steps=2000, ae_steps=1000, evaluations=20, small_steps=1500)
 """The training budget of data without a table of its own above (class folders, cells, the
 oversampler's arrays), `TrainConfig.fit_budget`: a batch of about an eighth of the training images
 (a power of two from 16 to the paper's 128), at least `generator_steps` generator steps and
-`ae_steps` autoencoder batches, and about `evaluations` in-training evaluations; for a set so small
-that the paper's 100 epochs would give fewer generator steps than that, class-balanced real batches
-(--real-batches balanced). The paper's cells run (about 6,900 training images, batch 128, 100
-epochs: 5,300 steps) keeps its settings; a folder of 282 training images gets batch 32, 188 epochs
-and balanced real batches instead of 2 steps per epoch (benchmarks/RESULTS.md)."""
-FITTED = ("batch_size", "epochs", "ae_epochs", "eval_every", "real_batches")
+`ae_steps` autoencoder batches, and about `evaluations` in-training evaluations. A set so small that
+the paper's 100 epochs would give fewer than `small_steps` generator steps also gets class-balanced
+real batches (--real-batches balanced) and keeps its best generator by recognition (--best-by). The
+paper's cells run (about 6,900 training images, batch 128, 100 epochs: 5,300 steps) keeps its
+settings; a folder of 282 training images gets batch 32, 250 epochs, balanced real batches and the
+best by recognition instead of 2 steps per epoch (benchmarks/RESULTS.md)."""
+FITTED = ("batch_size", "epochs", "ae_epochs", "eval_every", "real_batches", "best_by")
 """The settings fit_budget may set."""
 BEFORE_THE_SETTING = dict(latent="paper", eval_every=0, ae_loss="mae", dropout=0.0, resize="stretch", ema_decay=0.0,
-                          networks="project", real_batches="data")
+                          networks="project", real_batches="data", best_by="kid")
 """What runs written before a setting existed did; --resume fills them in (g_learning_rate: the learning rate)."""
 RESUMABLE = ("epochs", "learning_rate", "g_learning_rate", "keep_checkpoints", "jit_compile", "eval_every")
 """What --resume may change; the checkpoint holds everything else."""
@@ -335,6 +336,11 @@ class TrainConfig:
     eval_every: int = setting("every N epochs, score the generator per class (KID and recognition by a classifier of "
                               "the training split) and keep generator_best.keras by the worst class; 0: never "
                               "(digits 5, imbalanced 10; fashion_mnist 1; cifar10 3; others 10)", type=int)
+    best_by: str = setting("which evaluated epoch generator_best.keras keeps, among those whose images are recognised "
+                           "above chance in every class: kid (the lowest worst-class KID) or recognition (the highest "
+                           "worst-class share recognised, the worst-class KID breaking ties); the budget picks "
+                           "recognition for a small set, where KID against a class of a few images measures "
+                           "nearness to those few", default="kid", choices=("kid", "recognition"))
     precision: str = setting("Keras dtype policy; losses and the penalty's norm stay float32. auto: "
                              "mixed_bfloat16 where the hardware computes bfloat16 natively (a CPU with "
                              "avx512_bf16 or AMX, a GPU of compute capability 8.0 or newer), float32 elsewhere",
@@ -483,16 +489,19 @@ class TrainConfig:
             self.ae_epochs = max(self.ae_epochs, math.ceil(BUDGET["ae_steps"] / batches))
         if "eval_every" not in given and self.eval_every:
             self.eval_every = max(self.eval_every, round(self.epochs / BUDGET["evaluations"]))
-        small = train_images // self.batch_size * PAPER_DEFAULTS["epochs"] < BUDGET["generator_steps"]
+        small = train_images // self.batch_size * PAPER_DEFAULTS["epochs"] < BUDGET["small_steps"]
         if "real_batches" not in given and small:  # the paper's epochs would be too few steps
             self.real_batches = "balanced"
+        if "best_by" not in given and small:
+            self.best_by = "recognition"
         self.validate()
         for name in FITTED:
             if self.sources and name not in given and getattr(self, name) != before[name]:
                 self.sources[name] = f"data ({train_images} training images, BUDGET)"
         return dict(train_images=train_images, batch_size=self.batch_size, epochs=self.epochs,
                     generator_steps=self.epochs * steps, ae_epochs=self.ae_epochs, eval_every=self.eval_every,
-                    real_batches=self.real_batches, given=sorted(name for name in FITTED if name in given),
+                    real_batches=self.real_batches, best_by=self.best_by,
+                    given=sorted(name for name in FITTED if name in given),
                     changed={name: [value, getattr(self, name)] for name, value in before.items()
                              if value != getattr(self, name)})
 
@@ -570,14 +579,16 @@ def describe_budget(budget):
     """The console's line for TrainConfig.fit_budget's record."""
     given = f"; given: {', '.join(map(flag, budget['given']))}" if budget["given"] else ""
     balanced = budget.get("real_batches") == "balanced"
+    by_recognition = budget.get("best_by") == "recognition"
     return (f"budget: {budget['train_images']} training images -> batch {budget['batch_size']}, "
             f"{budget['epochs']} GAN epochs = {budget['generator_steps']} generator steps, "
             f"{budget['ae_epochs']} autoencoder epochs, an evaluation every {budget['eval_every']} epochs"
             + (", class-balanced real batches for the critic" if balanced else "")
+            + (", the best generator by its worst class's recognition" if by_recognition else "")
             + f" (at least {BUDGET['generator_steps']} generator and {BUDGET['ae_steps']} autoencoder steps, a "
             f"batch of about 1/{BUDGET['images_per_batch']} of the images, so that a small set trains long enough"
             + (" and a class of a few images counts as much as the largest" if balanced else "")
-            + f"{given}; --batch-size, --epochs, --ae-epochs, --eval-every and --real-batches override)")
+            + f"{given}; --batch-size, --epochs, --ae-epochs, --eval-every, --real-batches and --best-by override)")
 
 
 def auto_precision(cpuinfo="/proc/cpuinfo"):

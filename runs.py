@@ -316,8 +316,11 @@ class Run:
         if which == "best":
             if best is None:
                 raise UsageError(f"{self.path} has no {BEST_GENERATOR_FILE}: {self.no_best_reason()}; use last")
+            by_recognition = best.get("by") == "recognition"
             return self.file(BEST_GENERATOR_FILE), (f"best (epoch {best['epoch']} of {self.config.get('epochs')}, "
-                                                    f"worst-class KID {best['kid_worst']:.4f})")
+                                                    + (f"worst class recognised {best['recognised_worst']:.2f}, "
+                                                       if by_recognition else "")
+                                                    + f"worst-class KID {best['kid_worst']:.4f})")
         if not self.file(GENERATOR_FILE).is_file():
             raise UsageError(f"{self.path} has no {GENERATOR_FILE}: is it a finished run folder?")
         if say and asked is None and not self._said_no_best:

@@ -74,18 +74,24 @@ def test_a_small_folder_gets_a_batch_and_length_that_fit_it_and_flags_override()
     from bagan_train import BUDGET, TrainConfig
     config = TrainConfig.create(dataset="some/folder", image_size=32)
     budget = config.fit_budget(282)
-    assert (config.batch_size, config.epochs, config.real_batches) == (32, 188, "balanced")
+    assert (config.batch_size, config.epochs, config.real_batches, config.best_by) == (32, 250, "balanced",
+                                                                                       "recognition")
     assert budget["generator_steps"] >= BUDGET["generator_steps"] and budget["real_batches"] == "balanced"
+    assert budget["best_by"] == "recognition"
     assert config.ae_epochs * -(-282 // 32) >= BUDGET["ae_steps"]
     assert config.fit_budget(282) is None and config.batch_size == 32  # once per configuration
-    given = TrainConfig.create(dataset="some/folder", image_size=32, batch_size=64, epochs=30, real_batches="data")
-    assert given.fit_budget(282)["given"] == ["batch_size", "epochs", "real_batches"]
-    assert (given.batch_size, given.epochs, given.real_batches) == (64, 30, "data")
+    given = TrainConfig.create(dataset="some/folder", image_size=32, batch_size=64, epochs=30, real_batches="data",
+                               best_by="kid")
+    assert given.fit_budget(282)["given"] == ["batch_size", "best_by", "epochs", "real_batches"]
+    assert (given.batch_size, given.epochs, given.real_batches, given.best_by) == (64, 30, "data", "kid")
     short = TrainConfig.create(dataset="some/folder", image_size=32, epochs=10)
     assert short.fit_budget(282)["real_batches"] == "balanced"  # the set's size decides, not the length asked
     cells = TrainConfig.create(dataset="some/folder")
     cells.fit_budget(6885)  # the paper's cells run keeps the paper's settings, real batches as the data draws them
-    assert (cells.batch_size, cells.epochs, cells.ae_epochs, cells.real_batches) == (128, 100, 30, "data")
+    assert (cells.batch_size, cells.epochs, cells.ae_epochs, cells.real_batches, cells.best_by) == (
+        128, 100, 30, "data", "kid")
+    middling = TrainConfig.create(dataset="some/folder")  # 100 epochs of 16 steps: longer, but not small
+    assert middling.fit_budget(2048)["epochs"] == 125 and (middling.real_batches, middling.best_by) == ("data", "kid")
     digits = TrainConfig.create(dataset="digits")
     assert digits.fit_budget(282) is None and digits.batch_size == 64
 
@@ -254,6 +260,57 @@ def test_an_untrusted_judge_keeps_no_best_and_says_why(judge, small_data, small_
     out = capsys.readouterr().out
     assert "cannot tell the classes apart (it gives ring for every held-out image)" in out
     assert "the last generator stays" in out
+
+
+def replay_generator(x, y, mix, slots=10):
+    """A generator that replays real training images: for label c, `slots` images chosen by z, of
+    which the first round((1 - mix[c]) * slots) are images of class c and the rest of class c + 1."""
+    import keras
+    from datasets import to_model_range
+    classes = int(y.max()) + 1
+    table = []
+    for c in range(classes):
+        own, other = np.flatnonzero(y == c), np.flatnonzero(y == (c + 1) % classes)
+        keep = round((1 - mix[c]) * slots)
+        table += [own[i % len(own)] for i in range(keep)] + [other[i % len(other)] for i in range(slots - keep)]
+    images = np.asarray(to_model_range(x[table])).reshape(len(table), -1)
+    z, label = keras.Input((128,)), keras.Input((), dtype="int32")
+    slot = keras.ops.argmax(z[:, :slots], axis=1) + keras.ops.cast(label, "int64") * slots
+    lookup = keras.layers.Embedding(len(table), images.shape[1], weights=[images], trainable=False)
+    return keras.Model([z, label], keras.layers.Reshape(x.shape[1:])(lookup(slot)))
+
+
+@pytest.mark.slow
+def test_the_best_by_recognition_keeps_the_epoch_whose_worst_class_is_recognised_most(judge, small_data, small_run,
+                                                                                       tmp_path):
+    """Two evaluated epochs: training images of each class with a third of another class's mixed in
+    (varied: low KID, recognised less), then one training image per class (recognised, but one image:
+    high KID). --best-by kid keeps the first, recognition the second."""
+    from callbacks import BestGenerator
+    from runs import Run
+    x, y = small_data.x_train, small_data.y_train
+    generators = [replay_generator(x, y, mix=[0.3] * 4), replay_generator(x, y, mix=[0.0] * 4, slots=1)]
+
+    class Model:  # what BestGenerator asks of the GAN
+        def sampling_generator(self):
+            return generators[self.epoch]
+
+    kept = {}
+    for best_by in ("kid", "recognition"):
+        run_dir = shutil.copytree(small_run, tmp_path / best_by)
+        best, model, logs = BestGenerator(Run.open(run_dir), lambda: judge, small_data, 1, 0, best_by), Model(), []
+        best.set_model(model)
+        for model.epoch in range(2):
+            logs.append({})
+            best.on_epoch_end(model.epoch, logs[-1])
+        kept[best_by] = json.loads((run_dir / "best.json").read_text())
+        assert kept[best_by]["by"] == best_by
+    worst_recognised = [min(log[f"recognised/{c}"] for c in small_data.class_names) for log in logs]
+    assert logs[0]["kid_worst"] < logs[1]["kid_worst"] and worst_recognised[0] < worst_recognised[1], logs
+    assert kept["kid"]["epoch"] == 1 and kept["recognition"]["epoch"] == 2
+    assert kept["recognition"]["recognised_worst"] == pytest.approx(worst_recognised[1])
+    description = Run.open(tmp_path / "recognition").generator_choice("best")[1]
+    assert description.startswith("best (epoch 2 of ") and "worst class recognised" in description
 
 
 @pytest.fixture(scope="module")
