@@ -97,7 +97,7 @@ class HistoryCSV(keras.callbacks.Callback):
     """Appends one row per epoch (phase, epoch, the model's loss_parts, then anything else logged,
     and the epoch's wall time in seconds) to history.csv, and redraws losses.png after the first
     epoch, then at most every PLOT_EVERY_S seconds, and at the end (a drawing takes about 0.7 s on
-    two cores: every epoch it was a fifth of a small folder's run of 4-second epochs)."""
+    two cores, a fifth of a small folder's 4-second epoch)."""
 
     def __init__(self, run, phase, title):
         super().__init__()
@@ -143,10 +143,11 @@ class BestGenerator(keras.callbacks.Callback):
     not) and its worst class is the best so far, so that a minority class cannot be traded for the
     mean: by `best_by` "kid" the lowest worst-class KID; by "recognition" the highest worst-class
     share recognised, the worst-class KID breaking ties (a small set: KID against a class of a few
-    training images measures nearness to those few). When the judge cannot tell the classes apart on held-out real images (its check), no
-    epoch is scored and no best is kept: the last generator stays, and the console says why. A
-    resumed run continues from its best.json. `classifier`: a function that returns (judge, check),
-    called at the first evaluation (bagan_train.evaluation_classifier)."""
+    training images measures nearness to those few). When the judge cannot tell the classes apart
+    on held-out real images (its check), no epoch is scored and no best is kept: the last generator
+    stays, and the console says why. A resumed run continues from its best.json. `classifier`: a
+    function that returns (judge, check), called at the first evaluation
+    (bagan_train.evaluation_classifier)."""
 
     def __init__(self, run, classifier, data, every, seed, best_by="kid"):
         super().__init__()
