@@ -156,16 +156,16 @@ class BestGenerator(keras.callbacks.Callback):
         self.names = [str(name) for name in data.class_names]
         self.classifier = self.real = self.check = None
         best = run.best()
-        self.best = self.rank(best["kid_worst"], list(best.get("recognised", {}).values()) or [0.0]) if best else None
+        self.best = (self.rank(best["kid_worst"], min(best.get("recognised", {}).values(), default=0.0))
+                     if best else None)
 
-    def rank(self, kid_worst, recognised):
+    def rank(self, kid_worst, recognised_worst):
         """An evaluation's place by `best_by`, lower is better."""
-        if self.best_by == "recognition":
-            return -min(recognised), kid_worst
-        return (kid_worst,)
+        return (-recognised_worst, kid_worst) if self.best_by == "recognition" else (kid_worst,)
 
     def prepare(self):
         """The judge, its check, and its features of each class's training images; returns the seconds."""
+        from evaluators import class_features
         started = time.perf_counter()
         x, y = self.data.x_train, self.data.y_train
         self.classifier, self.check = self.get_classifier()
@@ -173,9 +173,7 @@ class BestGenerator(keras.callbacks.Callback):
             print(f"[evaluation] the judge cannot tell the classes apart ({self.check['reason']}): no epoch is "
                   "scored and no best generator is kept; the last generator stays", flush=True)
             return time.perf_counter() - started
-        features = keras.Model(self.classifier.inputs, self.classifier.get_layer("features").output)
-        self.real = [features.predict(to_model_range(x[y == c][:EVAL_REAL_PER_CLASS]), batch_size=64, verbose=0)
-                     for c in range(self.data.num_classes)]
+        self.real = class_features(self.classifier, x, y, self.data.num_classes, EVAL_REAL_PER_CLASS)
         return time.perf_counter() - started
 
     def on_epoch_end(self, epoch, logs=None):
@@ -195,7 +193,7 @@ class BestGenerator(keras.callbacks.Callback):
         above = recognised_above_chance(recognised, EVAL_PER_CLASS, self.data.num_classes)
         scores = {**{f"kid/{n}": v for n, v in zip(self.names, kid)},
                   **{f"recognised/{n}": v for n, v in zip(self.names, recognised)}, "kid_worst": worst}
-        rank = self.rank(worst, recognised)
+        rank = self.rank(worst, min(recognised))
         if all(above) and (self.best is None or rank < self.best):
             self.best = rank
             save_model(generator, self.run.file(BEST_GENERATOR_FILE))

@@ -206,6 +206,16 @@ def judge(data, seed=0, epochs=5, batch_size=JUDGE_BATCH, min_steps=JUDGE_MIN_ST
         return model, check, False
 
 
+def class_features(classifier, x, y, num_classes, per_class):
+    """Per class c, `classifier`'s 'features' layer of the first `per_class` images of x[y == c]
+    (uint8): class_scores' real_features."""
+    import keras
+    from datasets import to_model_range
+    features = keras.Model(classifier.inputs, classifier.get_layer("features").output)
+    return [features.predict(to_model_range(x[y == c][:per_class]), batch_size=64, verbose=0)
+            for c in range(num_classes)]
+
+
 def class_scores(generator, classifier, real_features, per_class, seed=0, batch_size=64):
     """Per class c: the KID of `per_class` images G(z, c) (noise of runs.generated_batches) against
     `real_features[c]`, and the share of them `classifier` assigns to c, both in the classifier's

@@ -26,10 +26,9 @@ def main(argv=None):
     p.add_argument("--draws", type=int, default=12, help="noise seeds 0..N-1 (default 12)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    import keras
     from callbacks import EVAL_PER_CLASS, EVAL_REAL_PER_CLASS
-    from datasets import load_dataset, to_model_range
-    from evaluators import class_scores
+    from datasets import load_dataset
+    from evaluators import class_features, class_scores
     from runs import BEST_GENERATOR_FILE, EVAL_CLASSIFIER_FILE, GENERATOR_FILE, Run, load_model
     per_class = args.per_class or EVAL_PER_CLASS
     run = Run.open(args.run_dir)
@@ -37,10 +36,7 @@ def main(argv=None):
     data = load_dataset(c["dataset"], c.get("data_dir"), c["image_size"], c.get("imbalanced", False), c["split_seed"],
                         c.get("resize", "pad"), c.get("window"))
     judge = load_model(run.file(EVAL_CLASSIFIER_FILE))
-    features = keras.Model(judge.inputs, judge.get_layer("features").output)
-    x, y = data.x_train, data.y_train
-    real = [features.predict(to_model_range(x[y == k][:EVAL_REAL_PER_CLASS]), batch_size=64, verbose=0)
-            for k in range(data.num_classes)]
+    real = class_features(judge, data.x_train, data.y_train, data.num_classes, EVAL_REAL_PER_CLASS)
     names = [str(n) for n in data.class_names]
     result = dict(run_dir=args.run_dir, per_class=per_class, draws=args.draws, classes=names, generators={})
     for which, file in (("best", BEST_GENERATOR_FILE), ("last", GENERATOR_FILE)):
