@@ -246,16 +246,17 @@ IMBALANCED_DEFAULTS = {  # a third of the images: three times the epochs, as man
 # Then the model's own (bagan_gp.py): its setting_defaults (BAGAN: the original code's Adam and loss),
 # its default train ratio, no gp_weight without a penalty, and the defaults of its options.
 EVAL_CLASSIFIER_EPOCHS = 5
-BUDGET = dict(images_per_batch=8, min_batch=16, generator_steps=2000, ae_steps=1000, evaluations=20, small_steps=1500)
+BUDGET = dict(images_per_batch=8, min_batch=16, generator_steps=3000, ae_steps=1000, evaluations=20, small_steps=1500)
 """The training budget of data without a table of its own above (class folders, cells, the
 oversampler's arrays), `TrainConfig.fit_budget`: a batch of about an eighth of the training images
 (a power of two from 16 to the paper's 128), at least `generator_steps` generator steps and
 `ae_steps` autoencoder batches, and about `evaluations` in-training evaluations. A set so small that
 the paper's 100 epochs would give fewer than `small_steps` generator steps also gets class-balanced
-real batches (--real-batches balanced) and keeps its best generator by recognition (--best-by). The
-paper's cells run (about 6,900 training images, batch 128, 100 epochs: 5,300 steps) keeps its
-settings; a folder of 282 training images gets batch 32, 250 epochs, balanced real batches and the
-best by recognition instead of 2 steps per epoch (benchmarks/RESULTS.md)."""
+real batches (--real-batches balanced) and keeps its last generator (--best-by last: a judge of a
+few hundred images cannot pick among good epochs). The paper's cells run (about 6,900 training
+images, batch 128, 100 epochs: 5,300 steps) keeps its settings; a folder of 282 training images gets
+batch 32, 375 epochs, balanced real batches and the last generator instead of 2 steps per epoch
+(benchmarks/RESULTS.md)."""
 FITTED = ("batch_size", "epochs", "ae_epochs", "eval_every", "real_batches", "best_by")
 """The settings fit_budget may set."""
 BEFORE_THE_SETTING = dict(latent="paper", eval_every=0, ae_loss="mae", dropout=0.0, resize="stretch", ema_decay=0.0,
@@ -337,10 +338,11 @@ class TrainConfig:
                               "the training split) and keep generator_best.keras by the worst class; 0: never "
                               "(digits 5, imbalanced 10; fashion_mnist 1; cifar10 3; others 10)", type=int)
     best_by: str = setting("which evaluated epoch generator_best.keras keeps, among those whose images are recognised "
-                           "above chance in every class: kid (the lowest worst-class KID) or recognition (the highest "
-                           "worst-class share recognised, the worst-class KID breaking ties); the budget picks "
-                           "recognition for a small set, where KID against a class of a few images measures "
-                           "nearness to those few", default="kid", choices=("kid", "recognition"))
+                           "above chance in every class: kid (the lowest worst-class KID), recognition (the highest "
+                           "worst-class share recognised, the worst-class KID breaking ties) or last (none: the "
+                           "epochs are scored, and the last generator is the one used); the budget picks last for a "
+                           "small set, whose judge of a few hundred images cannot pick among good epochs",
+                           default="kid", choices=("kid", "recognition", "last"))
     precision: str = setting("Keras dtype policy; losses and the penalty's norm stay float32. auto: "
                              "mixed_bfloat16 where the hardware computes bfloat16 natively (a CPU with "
                              "avx512_bf16 or AMX, a GPU of compute capability 8.0 or newer), float32 elsewhere",
@@ -493,7 +495,7 @@ class TrainConfig:
         if "real_batches" not in given and small:  # the paper's epochs would be too few steps
             self.real_batches = "balanced"
         if "best_by" not in given and small:
-            self.best_by = "recognition"
+            self.best_by = "last"
         self.validate()
         for name in FITTED:
             if self.sources and name not in given and getattr(self, name) != before[name]:
@@ -579,12 +581,13 @@ def describe_budget(budget):
     """The console's line for TrainConfig.fit_budget's record."""
     given = f"; given: {', '.join(map(flag, budget['given']))}" if budget["given"] else ""
     balanced = budget.get("real_batches") == "balanced"
-    by_recognition = budget.get("best_by") == "recognition"
+    by = {"recognition": ", the best generator by its worst class's recognition",
+          "last": ", the last generator kept (no best: a judge of so few images cannot pick among epochs)"}
     return (f"budget: {budget['train_images']} training images -> batch {budget['batch_size']}, "
             f"{budget['epochs']} GAN epochs = {budget['generator_steps']} generator steps, "
             f"{budget['ae_epochs']} autoencoder epochs, an evaluation every {budget['eval_every']} epochs"
             + (", class-balanced real batches for the critic" if balanced else "")
-            + (", the best generator by its worst class's recognition" if by_recognition else "")
+            + by.get(budget.get("best_by"), "")
             + f" (at least {BUDGET['generator_steps']} generator and {BUDGET['ae_steps']} autoencoder steps, a "
             f"batch of about 1/{BUDGET['images_per_batch']} of the images, so that a small set trains long enough"
             + (" and a class of a few images counts as much as the largest" if balanced else "")

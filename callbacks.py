@@ -143,10 +143,12 @@ class BestGenerator(keras.callbacks.Callback):
     not) and its worst class is the best so far, so that a minority class cannot be traded for the
     mean: by `best_by` "kid" the lowest worst-class KID; by "recognition" the highest worst-class
     share recognised, the worst-class KID breaking ties (a small set: KID against a class of a few
-    training images measures nearness to those few). When the judge cannot tell the classes apart
-    on held-out real images (its check), no epoch is scored and no best is kept: the last generator
-    stays, and the console says why. A resumed run continues from its best.json. `classifier`: a
-    function that returns (judge, check), called at the first evaluation
+    training images measures nearness to those few). By "last" every evaluated epoch is scored and
+    logged and none is kept: the last generator is the one used, and the console says at the end
+    when its last evaluation was not recognised above chance in every class. When the judge cannot
+    tell the classes apart on held-out real images (its check), no epoch is scored and no best is
+    kept: the last generator stays, and the console says why. A resumed run continues from its
+    best.json. `classifier`: a function that returns (judge, check), called at the first evaluation
     (bagan_train.evaluation_classifier)."""
 
     def __init__(self, run, classifier, data, every, seed, best_by="kid"):
@@ -154,7 +156,7 @@ class BestGenerator(keras.callbacks.Callback):
         self.run, self.get_classifier, self.data, self.every, self.seed = run, classifier, data, every, seed
         self.best_by = best_by
         self.names = [str(name) for name in data.class_names]
-        self.classifier = self.real = self.check = None
+        self.classifier = self.real = self.check = self.last_above = None
         best = run.best()
         self.best = (self.rank(best["kid_worst"], min(best.get("recognised", {}).values(), default=0.0))
                      if best else None)
@@ -194,7 +196,8 @@ class BestGenerator(keras.callbacks.Callback):
         scores = {**{f"kid/{n}": v for n, v in zip(self.names, kid)},
                   **{f"recognised/{n}": v for n, v in zip(self.names, recognised)}, "kid_worst": worst}
         rank = self.rank(worst, min(recognised))
-        if all(above) and (self.best is None or rank < self.best):
+        self.last_above = (epoch + 1, all(above))
+        if self.best_by != "last" and all(above) and (self.best is None or rank < self.best):
             self.best = rank
             save_model(generator, self.run.file(BEST_GENERATOR_FILE))
             save_json(self.run.file(BEST_FILE), dict(epoch=epoch + 1, kid_worst=worst, kid=dict(zip(self.names, kid)),
@@ -205,6 +208,12 @@ class BestGenerator(keras.callbacks.Callback):
             logs.update(scores, eval_seconds=time.perf_counter() - started, **once)
 
     def on_train_end(self, logs=None):
+        if self.best_by == "last":
+            if self.last_above and not self.last_above[1]:
+                print(f"[evaluation] at the last evaluation (epoch {self.last_above[0]}) some class's images were "
+                      "not recognised as it above chance: the last generator, which --best-by last uses, may not "
+                      "draw every class", flush=True)
+            return
         if self.check and self.check["trusted"] and self.best is None:
             print("[evaluation] no evaluated epoch's images were recognised as their class above chance in every "
                   "class: no best generator is kept; the last generator stays", flush=True)

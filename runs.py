@@ -286,10 +286,12 @@ class Run:
         return json.loads(path.read_text()) if path.is_file() and self.file(BEST_GENERATOR_FILE).is_file() else None
 
     def no_best_reason(self):
-        """Why the run kept no best generator, as far as its folder tells: evaluation off, fewer
-        epochs than --eval-every, or the judge refused (eval_classifier.json: "trusted": false and
+        """Why the run kept no best generator, as far as its folder tells: --best-by last, evaluation
+        off, fewer epochs than --eval-every, or the judge refused (eval_classifier.json: "trusted": false and
         its "reason", at its top level or in its "check")."""
         every, epochs = self.config.get("eval_every") or 0, self.config.get("epochs")
+        if self.config.get("best_by") == "last":
+            return "it keeps its last generator (--best-by last)"
         if not every:
             return "in-training evaluation was off (--eval-every 0)"
         if epochs is not None and every > epochs:
@@ -308,7 +310,8 @@ class Run:
     def generator_choice(self, which=None, say=True):
         """(path, description) of the generator to use: "best" (generator_best.keras), "last"
         (generator.keras) or None, the best when the run kept one, else the last; then a run
-        without a best generator says so on stderr, once per Run, with no_best_reason."""
+        without a best generator says so on stderr, once per Run, with no_best_reason (not one that
+        keeps its last by --best-by last: its description says so)."""
         best = self.best()
         asked, which = which, which or ("best" if best else "last")
         if which not in GENERATORS:
@@ -323,11 +326,13 @@ class Run:
                                                     + f"worst-class KID {best['kid_worst']:.4f})")
         if not self.file(GENERATOR_FILE).is_file():
             raise UsageError(f"{self.path} has no {GENERATOR_FILE}: is it a finished run folder?")
-        if say and asked is None and not self._said_no_best:
+        by_last = self.config.get("best_by") == "last"
+        if say and asked is None and not by_last and not self._said_no_best:
             self._said_no_best = True
             print(f"{self.path}: no best generator ({BEST_GENERATOR_FILE}): {self.no_best_reason()}; the last "
                   f"generator ({GENERATOR_FILE}) is used", file=sys.stderr, flush=True)
-        return self.file(GENERATOR_FILE), f"last (epoch {self.config.get('epochs')})"
+        return self.file(GENERATOR_FILE), (f"last (epoch {self.config.get('epochs')}"
+                                            + (", --best-by last)" if by_last else ")"))
 
     def load_generator(self, which=None):
         """The generator of `generator_choice(which)`."""

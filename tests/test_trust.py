@@ -71,13 +71,12 @@ def test_balanced_order_draws_every_class_about_equally():
 
 
 def test_a_small_folder_gets_a_batch_and_length_that_fit_it_and_flags_override():
-    from bagan_train import BUDGET, TrainConfig
+    from bagan_train import BUDGET, TrainConfig, describe_budget
     config = TrainConfig.create(dataset="some/folder", image_size=32)
     budget = config.fit_budget(282)
-    assert (config.batch_size, config.epochs, config.real_batches, config.best_by) == (32, 250, "balanced",
-                                                                                       "recognition")
+    assert (config.batch_size, config.epochs, config.real_batches, config.best_by) == (32, 375, "balanced", "last")
     assert budget["generator_steps"] >= BUDGET["generator_steps"] and budget["real_batches"] == "balanced"
-    assert budget["best_by"] == "recognition"
+    assert budget["best_by"] == "last" and "the last generator kept" in describe_budget(budget)
     assert config.ae_epochs * -(-282 // 32) >= BUDGET["ae_steps"]
     assert config.fit_budget(282) is None and config.batch_size == 32  # once per configuration
     given = TrainConfig.create(dataset="some/folder", image_size=32, batch_size=64, epochs=30, real_batches="data",
@@ -91,7 +90,7 @@ def test_a_small_folder_gets_a_batch_and_length_that_fit_it_and_flags_override()
     assert (cells.batch_size, cells.epochs, cells.ae_epochs, cells.real_batches, cells.best_by) == (
         128, 100, 30, "data", "kid")
     middling = TrainConfig.create(dataset="some/folder")  # 100 epochs of 16 steps: longer, but not small
-    assert middling.fit_budget(2048)["epochs"] == 125 and (middling.real_batches, middling.best_by) == ("data", "kid")
+    assert middling.fit_budget(2048)["epochs"] == 188 and (middling.real_batches, middling.best_by) == ("data", "kid")
     digits = TrainConfig.create(dataset="digits")
     assert digits.fit_budget(282) is None and digits.batch_size == 64
 
@@ -244,6 +243,11 @@ def test_the_best_checkpoint_never_keeps_noise_or_a_constant_image(kind, judge, 
     assert not (run_dir / "best.json").exists()
     assert logs["kid_worst"] > 0
     assert "no best generator is kept" in capsys.readouterr().out
+    by_last = BestGenerator(Run.open(run_dir), lambda: judge, small_data, every=1, seed=0, best_by="last")
+    by_last.set_model(Model())
+    by_last.on_epoch_end(0, {})
+    by_last.on_train_end()  # the last generator is the one used: the console says it may not draw every class
+    assert "at the last evaluation (epoch 1) some class's images were not recognised" in capsys.readouterr().out
 
 
 @pytest.mark.slow
@@ -282,10 +286,10 @@ def replay_generator(x, y, mix, slots=10):
 
 @pytest.mark.slow
 def test_the_best_by_recognition_keeps_the_epoch_whose_worst_class_is_recognised_most(judge, small_data, small_run,
-                                                                                       tmp_path):
+                                                                                       tmp_path, capsys):
     """Two evaluated epochs: training images of each class with a third of another class's mixed in
     (varied: low KID, recognised less), then one training image per class (recognised, but one image:
-    high KID). --best-by kid keeps the first, recognition the second."""
+    high KID). --best-by kid keeps the first, recognition the second, last neither (both scored)."""
     from callbacks import BestGenerator
     from runs import Run
     x, y = small_data.x_train, small_data.y_train
@@ -296,13 +300,18 @@ def test_the_best_by_recognition_keeps_the_epoch_whose_worst_class_is_recognised
             return generators[self.epoch]
 
     kept = {}
-    for best_by in ("kid", "recognition"):
+    for best_by in ("kid", "recognition", "last"):
         run_dir = shutil.copytree(small_run, tmp_path / best_by)
         best, model, logs = BestGenerator(Run.open(run_dir), lambda: judge, small_data, 1, 0, best_by), Model(), []
         best.set_model(model)
         for model.epoch in range(2):
             logs.append({})
             best.on_epoch_end(model.epoch, logs[-1])
+        best.on_train_end()
+        if best_by == "last":
+            assert not (run_dir / "best.json").exists() and not (run_dir / "generator_best.keras").exists()
+            assert all("kid_worst" in log and f"recognised/{small_data.class_names[0]}" in log for log in logs)
+            continue
         kept[best_by] = json.loads((run_dir / "best.json").read_text())
         assert kept[best_by]["by"] == best_by
     worst_recognised = [min(log[f"recognised/{c}"] for c in small_data.class_names) for log in logs]
@@ -311,6 +320,11 @@ def test_the_best_by_recognition_keeps_the_epoch_whose_worst_class_is_recognised
     assert kept["recognition"]["recognised_worst"] == pytest.approx(worst_recognised[1])
     description = Run.open(tmp_path / "recognition").generator_choice("best")[1]
     assert description.startswith("best (epoch 2 of ") and "worst class recognised" in description
+    last = Run.open(tmp_path / "last")
+    assert last.config["best_by"] == "last"  # small_run's budget chose it
+    capsys.readouterr()
+    assert last.generator_choice()[1].endswith(", --best-by last)") and "no best generator" not in capsys.readouterr().err
+    assert last.no_best_reason() == "it keeps its last generator (--best-by last)"
 
 
 @pytest.fixture(scope="module")
