@@ -8,6 +8,7 @@ to the epoch's logs, so the callbacks after it (history.csv, losses.png, TensorB
 """
 import math
 import os
+import sys
 import time
 
 import keras
@@ -49,11 +50,13 @@ class EpochProgress(keras.callbacks.Callback):
     phase has left (the mean epoch time so far, without the evaluation classifier's training, which
     happens once, times the epochs to go). `then`: what follows the phase (the autoencoder's lines
     say "then 40 GAN epochs", whose time is not known yet); without it the phase is the last, and
-    the estimate is the run's."""
+    the estimate is the run's. `early_stopping`: the estimate is an upper bound, of this training
+    only (classify.py's classifiers); `stream`: where the lines go (default stdout)."""
 
-    def __init__(self, phase, epochs, then=None):
+    def __init__(self, phase, epochs, then=None, early_stopping=False, stream=None):
         super().__init__()
         self.phase, self.epochs, self.then = phase, epochs, then
+        self.early_stopping, self.stream = early_stopping, stream
         self.times, self.started = [], time.perf_counter()
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -65,11 +68,14 @@ class EpochProgress(keras.callbacks.Callback):
         self.times.append(seconds - once)
         left = (self.epochs - epoch - 1) * float(np.mean(self.times))
         estimate = f"about {left / 60:.0f} min" if left >= 90 else f"about {left:.0f} s"
-        estimate += f" left of the {self.phase}, then {self.then}" if self.then else " left of the run"
+        if self.early_stopping:
+            estimate = f"at most {estimate} left of this training (early stopping may end it sooner)"
+        else:
+            estimate += f" left of the {self.phase}, then {self.then}" if self.then else " left of the run"
         done = "done" + (f"; then {self.then}" if self.then else "")
         print(f"[{self.phase}] epoch {epoch + 1}/{self.epochs} in {seconds:.0f} s"
               + (f" ({once:.0f} s of it the evaluation's classifier, once)" if once >= 1 else "") + "; "
-              f"{estimate if epoch + 1 < self.epochs else done}", flush=True)
+              f"{estimate if epoch + 1 < self.epochs else done}", file=self.stream or sys.stdout, flush=True)
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):

@@ -356,27 +356,30 @@ def online_transforms(batches, seed, flip=True):
 
 
 def train_cnn(x, y, x_val, y_val, num_classes, seed, epochs=DEFAULT_EPOCHS, patience=PATIENCE,
-              batch_size=BATCH_SIZE, class_weight=None, online=False, flip=True):
+              batch_size=BATCH_SIZE, class_weight=None, online=False, flip=True, progress=None):
     """Train the CNN on uint8 images; early stopping on the validation loss when there is one.
     `class_weight`: {class: weight} of the loss; `online`: random affine transforms of every
-    training batch at every epoch (online_transforms).
+    training batch at every epoch (online_transforms); `progress`: a label, to print a line per
+    epoch with an estimate of the time left (on stderr: stdout holds the table or the JSON).
 
     Returns the model (best epoch's weights) and dict(epochs=trained, best_epoch=kept, 1-based).
     """
     import keras
+    from callbacks import EpochProgress
     from datasets import make_tf_dataset
     keras.utils.set_random_seed(seed)
     model = build_cnn(x.shape[1:], num_classes)
+    shown = [EpochProgress(progress, epochs, early_stopping=len(x_val) > 0, stream=sys.stderr)] if progress else []
     train = make_tf_dataset(x, y, batch_size, shuffle=True, seed=seed)
     if online:
         train = online_transforms(train, seed, flip)
     if len(x_val) == 0:
-        history = model.fit(train, epochs=epochs, shuffle=False, verbose=0, class_weight=class_weight)
+        history = model.fit(train, epochs=epochs, callbacks=shown, shuffle=False, verbose=0, class_weight=class_weight)
         trained = len(history.history["loss"])
         return model, dict(epochs=trained, best_epoch=trained)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
     history = model.fit(train, validation_data=make_tf_dataset(x_val, y_val, PREDICT_BATCH, shuffle=False),
-                        epochs=epochs, callbacks=[stop], shuffle=False, verbose=0, class_weight=class_weight)
+                        epochs=epochs, callbacks=[stop, *shown], shuffle=False, verbose=0, class_weight=class_weight)
     return model, dict(epochs=len(history.history["loss"]), best_epoch=int(stop.best_epoch) + 1)
 
 
@@ -397,11 +400,12 @@ def fit_svm(features, y, seed):
 
 def train_and_score(x, y, x_val, y_val, x_test, y_test, num_classes, classifier="cnn", seed=0,
                     epochs=DEFAULT_EPOCHS, patience=PATIENCE, batch_size=BATCH_SIZE, top_k=None,
-                    class_weight=None, online=False, flip=True) -> dict:
-    """Train one classifier on uint8 images and return its test metrics and training facts."""
+                    class_weight=None, online=False, flip=True, progress=None) -> dict:
+    """Train one classifier on uint8 images and return its test metrics and training facts
+    (`progress`: train_cnn's)."""
     start = time.perf_counter()
     cnn, info = train_cnn(x, y, x_val, y_val, num_classes, seed, epochs, patience, batch_size, class_weight,
-                          online, flip)
+                          online, flip, progress)
     scores = softmax(predict(cnn, x_test))
     predicted = scores.argmax(axis=1)
     if classifier == "cnn_svm":
@@ -644,7 +648,9 @@ def choose_ratio(args, row, x_fit, y_fit, x_val, y_val, seed, num_classes, selec
                                     tuple(args.select or ()), args.select_threshold)
         x, y = np.concatenate([x_fit, x_add]), np.concatenate([y_fit, y_add])
         scored = train_and_score(x, y, x_val, y_val, x_val, y_val, num_classes, args.classifier, seed, args.epochs,
-                                 args.patience, args.batch_size, None, None, row.online, args.affine_flip)
+                                 args.patience, args.batch_size, None, None, row.online, args.affine_flip,
+                                 f"classify seed {seed}, {row.name}, ratio {'fill' if ratio is None else ratio} "
+                                 "on validation")
         tried.append(dict(ratio=ratio, validation_minority_recall=minority_recall(scored, np.bincount(
             y_fit, minlength=num_classes))))
         print(f"[classify] seed {seed}, {row.name}: ratio {'fill' if ratio is None else ratio}, validation minority "
@@ -693,7 +699,7 @@ def run_protocol(args, data, rows, pool, key, top_k, scores_dir=None) -> dict:
             scored = train_and_score(x, y, data.x_train[val], data.y_train[val], data.x_test, data.y_test, c,
                                      args.classifier, seed, args.epochs, args.patience, args.batch_size, top_k,
                                      class_weights(y, c) if row.kind == "weights" else None, row.online,
-                                     args.affine_flip)
+                                     args.affine_flip, f"classify seed {seed}, {row.name}")
             if chosen:
                 scored["chosen"] = chosen
             row.per_seed.append(dict(seed=seed, **scored))

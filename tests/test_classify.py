@@ -430,6 +430,7 @@ def test_cli_json_has_a_row_per_training_set(cli_run, tiny_run):
     assert json.loads((out / "results.json").read_text()) == result
     assert (out / "per_class_recall.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "[classify] seed 0" in proc.stderr
+    assert "[classify seed 0, affine] epoch 1/1 in " in proc.stderr  # progress on stderr: stdout stays the JSON
 
 
 def test_table_has_paper_columns_and_a_row_per_training_set(cli_run, tiny_run):

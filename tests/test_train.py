@@ -679,3 +679,19 @@ def test_the_estimate_leaves_out_the_evaluation_classifiers_training(capsys):
     assert lines[0].endswith("about 3 min left of the run")  # 3 x 60 s, not 3 x 600 s
     assert lines[1] == "[bagan_gp v3] epoch 2/4 in 60 s; about 2 min left of the run"
     assert lines[2].endswith("about 60 s left of the run")
+
+def test_a_classifiers_progress_is_an_upper_bound_on_the_stream_it_is_given(capsys):
+    """classify.py's trainings stop early and print on stderr (stdout holds the table or the JSON)."""
+    import sys
+    from callbacks import EpochProgress
+    progress = EpochProgress("classify seed 0, oversample", 30, early_stopping=True, stream=sys.stderr)
+    for epoch in range(2):
+        progress.on_epoch_begin(epoch)
+        progress.started -= 60
+        progress.on_epoch_end(epoch)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert lines[0] == ("[classify seed 0, oversample] epoch 1/30 in 60 s; at most about 29 min left of this "
+                        "training (early stopping may end it sooner)")
+    assert lines[1].startswith("[classify seed 0, oversample] epoch 2/30 in 60 s; at most about 28 min")
