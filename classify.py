@@ -84,6 +84,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import hashlib
 import json
 import math
@@ -103,7 +104,7 @@ from evaluators import (LEARNING_RATE, SELECT_DRAW_CAP, SELECT_RULES, SELECT_THR
                         predict, select_generated)
 from runs import GENERATORS, RESULTS_DIR, Run, UsageError, generated_batches, load_model, save_json  # noqa: E402
 from metrics import softmax  # noqa: E402
-from tables import METRICS, REFERENCE, classify_table, minority_recall, plot_per_class_recall  # noqa: E402
+from tables import METRICS, REFERENCE, classify_table, minority_recall, plot_per_class_recall, ratio_label  # noqa: E402
 
 AFFINE = dict(rotation=0.05, translation=0.1, zoom=0.1)
 """Keras factors: rotation as a fraction of a full turn (0.05 = 18 degrees), shift and zoom as fractions of the size."""
@@ -400,23 +401,29 @@ def fit_svm(features, y, seed):
 
 def train_and_score(x, y, x_val, y_val, x_test, y_test, num_classes, classifier="cnn", seed=0,
                     epochs=DEFAULT_EPOCHS, patience=PATIENCE, batch_size=BATCH_SIZE, top_k=None,
-                    class_weight=None, online=False, flip=True, progress=None) -> dict:
+                    class_weight=None, online=False, flip=True, progress=None, validation=False) -> dict:
     """Train one classifier on uint8 images and return its test metrics and training facts
-    (`progress`: train_cnn's)."""
+    (`progress`: train_cnn's); with `validation`, also the validation split's per-class recall
+    (`validation_per_class_recall`), scored by the same classifier."""
     start = time.perf_counter()
     cnn, info = train_cnn(x, y, x_val, y_val, num_classes, seed, epochs, patience, batch_size, class_weight,
                           online, flip, progress)
-    scores = softmax(predict(cnn, x_test))
-    predicted = scores.argmax(axis=1)
-    if classifier == "cnn_svm":
-        info["cnn_accuracy"] = float(np.mean(predicted == y_test))
-        features = feature_model(cnn)
-        svm = fit_svm(predict(features, x), y, seed)
-        test_features = predict(features, x_test)
-        predicted, scores = svm.predict(test_features), svm.decision_function(test_features)
-        if scores.ndim == 1:
-            scores = np.stack([-scores, scores], axis=1)
-    metrics = classification_metrics(y_test, predicted, scores, num_classes, top_k)
+    svm = fit_svm(predict(feature_model(cnn), x), y, seed) if classifier == "cnn_svm" else None
+
+    def predictions(images):
+        if svm is None:
+            scores = softmax(predict(cnn, images))
+            return scores.argmax(axis=1), scores
+        features = predict(feature_model(cnn), images)
+        decisions = svm.decision_function(features)
+        return svm.predict(features), np.stack([-decisions, decisions], axis=1) if decisions.ndim == 1 else decisions
+
+    if svm is not None:
+        info["cnn_accuracy"] = float(np.mean(softmax(predict(cnn, x_test)).argmax(axis=1) == y_test))
+    metrics = classification_metrics(y_test, *predictions(x_test), num_classes, top_k)
+    if validation:
+        info["validation_per_class_recall"] = classification_metrics(
+            y_val, *predictions(x_val), num_classes)["per_class_recall"]
     return dict(metrics, **info, seconds=round(time.perf_counter() - start, 1))
 
 
@@ -578,27 +585,29 @@ def selection_classifier(x, y, num_classes, seed):
 
 def added_images(row, x, y, seed, num_classes, pool, flip, ratio=None, selector=None, rules=(),
                  threshold=SELECT_THRESHOLD):
-    """The images a row adds to the (fit part of the) training split; with `rules`, a generator
-    row's images are kept by evaluators.select_generated and its per-class counts kept in row.selection."""
+    """(images, labels, selection) a row adds to the (fit part of the) training split; with `rules`, a
+    generator row's images are kept by evaluators.select_generated and `selection` holds its per-class
+    counts (else None). `selector`: a function giving the selection classifier."""
     if row.kind == "affine":
-        return rebalance_with_affine(x, y, seed, num_classes, flip)
+        return *rebalance_with_affine(x, y, seed, num_classes, flip), None
     if row.kind in ("oversample", "online"):
-        return rebalance_with_duplicates(x, y, seed, num_classes)
+        return *rebalance_with_duplicates(x, y, seed, num_classes), None
     if row.kind == "generator":
+        selection = None
         if rules:
-            x_add, y_add, stats = select_generated(row.generator, selector, x, y, synthetic_counts(y, num_classes, ratio),
-                                                   seed, rules, threshold)
-            row.selection.append(dict(seed=seed, selector_images=len(y), classes=stats))
+            x_add, y_add, stats = select_generated(row.generator, selector(), x, y,
+                                                   synthetic_counts(y, num_classes, ratio), seed, rules, threshold)
+            selection = dict(seed=seed, selector_images=len(y), classes=stats)
         else:
             x_add, y_add = rebalance_with_generator(x, y, row.generator, seed, num_classes, ratio=ratio)
         if row.fill:  # still short of the largest class (with a ratio): duplicates, as oversample's
             x_more, y_more = rebalance_with_duplicates(np.concatenate([x, x_add]), np.concatenate([y, y_add]),
                                                        seed, num_classes)
             x_add, y_add = np.concatenate([x_add, x_more]), np.concatenate([y_add, y_more])
-        return x_add, y_add
+        return x_add, y_add, selection
     if row.kind == "reference":
-        return rebalance_with_real(y, pool, seed, num_classes)
-    return _no_images(x)
+        return *rebalance_with_real(y, pool, seed, num_classes), None
+    return *_no_images(x), None
 
 
 def score_inputs(args, key, top_k, row, seed) -> dict:
@@ -638,27 +647,69 @@ def load_score(scores_dir, inputs):
     return saved if saved.get("inputs") == inputs else None
 
 
-def choose_ratio(args, row, x_fit, y_fit, x_val, y_val, seed, num_classes, selector):
-    """--synthetic-ratio auto: each of RATIO_CANDIDATES trains the classifier, scored on the
-    validation split (never the test set) by its mean minority recall; the best (the smaller ratio
-    on a tie) and every candidate's score."""
+def row_label(args, row, validation=False):
+    """The row's name in progress lines, with its ratio where it has one (every auto candidate has)."""
+    ratio = row.kind == "generator" and (validation or args.synthetic_ratio is not None)
+    return row.name + (f", ratio {ratio_label(args.synthetic_ratio)}" if ratio else "")
+
+
+def train_row(args, data, row, seed, split, pool, selector, top_k, validation=False):
+    """The row's training set for `seed` at args.synthetic_ratio (the fit part of `split` plus
+    added_images), its classifier trained and scored: (per-class counts, scores, selection or None)."""
+    fit, val = split
+    c = data.num_classes
+    x_fit, y_fit = data.x_train[fit], data.y_train[fit]
+    x_add, y_add, selection = added_images(row, x_fit, y_fit, seed, c, pool, args.affine_flip, args.synthetic_ratio,
+                                           selector, tuple(args.select or ()), args.select_threshold)
+    x, y = np.concatenate([x_fit, x_add]), np.concatenate([y_fit, y_add])
+    name = row_label(args, row, validation)
+    scored = train_and_score(x, y, data.x_train[val], data.y_train[val], data.x_test, data.y_test, c,
+                             args.classifier, seed, args.epochs, args.patience, args.batch_size, top_k,
+                             class_weights(y, c) if row.kind == "weights" else None, row.online, args.affine_flip,
+                             f"classify seed {seed}, {name}", validation)
+    print(f"[classify] seed {seed}, {name}: {len(y)} training images ({len(y_add)} added), {scored['epochs']} "
+          f"epochs (best {scored['best_epoch']}), test accuracy {scored['accuracy']:.3f}, {scored['seconds']} s",
+          file=sys.stderr, flush=True)
+    return np.bincount(y, minlength=c).tolist(), scored, selection
+
+
+def scored_row(args, data, row, seed, split, pool, selector, key, top_k, scores_dir, validation=False):
+    """train_row's (counts, scores, selection) at args.synthetic_ratio, reused from scores_dir when an
+    earlier call saved them with the same inputs (score_inputs; with `validation`, only with the
+    validation split's recall), else made and saved there."""
+    inputs = score_inputs(args, key, top_k, row, seed)
+    saved = load_score(scores_dir, inputs)
+    if saved is not None and (not validation or "validation_per_class_recall" in saved["scored"]):
+        print(f"[classify] seed {seed}, {row_label(args, row, validation)}: test accuracy "
+              f"{saved['scored']['accuracy']:.3f}, reused from "
+              f"{score_path(scores_dir, inputs)}", file=sys.stderr, flush=True)
+        return saved["counts"], saved["scored"], saved.get("selection")
+    counts, scored, selection = train_row(args, data, row, seed, split, pool, selector, top_k, validation)
+    if scores_dir is not None:
+        save_json(score_path(scores_dir, inputs), dict(inputs=inputs, counts=counts, scored=scored,
+                                                       selection=selection))
+    return counts, scored, selection
+
+
+def auto_ratio(args, data, row, seed, split, pool, selector, key, top_k, scores_dir):
+    """--synthetic-ratio auto: the row at each of RATIO_CANDIDATES (the very classifier of
+    `--synthetic-ratio R`, kept in scores_dir as that row's score), chosen by the validation split's
+    mean minority recall (the smaller ratio on a tie): the chosen classifier's scores are the row's,
+    with every candidate's validation score. The choice never looks at the test set."""
+    fit_counts = np.bincount(data.y_train[split[0]], minlength=data.num_classes)
     tried = []
     for ratio in RATIO_CANDIDATES:
-        x_add, y_add = added_images(row, x_fit, y_fit, seed, num_classes, None, args.affine_flip, ratio, selector,
-                                    tuple(args.select or ()), args.select_threshold)
-        x, y = np.concatenate([x_fit, x_add]), np.concatenate([y_fit, y_add])
-        scored = train_and_score(x, y, x_val, y_val, x_val, y_val, num_classes, args.classifier, seed, args.epochs,
-                                 args.patience, args.batch_size, None, None, row.online, args.affine_flip,
-                                 f"classify seed {seed}, {row.name}, ratio {'fill' if ratio is None else ratio} "
-                                 "on validation")
-        tried.append(dict(ratio=ratio, validation_minority_recall=minority_recall(scored, np.bincount(
-            y_fit, minlength=num_classes))))
-        print(f"[classify] seed {seed}, {row.name}: ratio {'fill' if ratio is None else ratio}, validation minority "
-              f"recall {tried[-1]['validation_minority_recall']:.3f}", file=sys.stderr, flush=True)
-    if row.selection:
-        row.selection = row.selection[:-len(RATIO_CANDIDATES)]  # the candidates' selections: not the row's
-    best = max(tried, key=lambda t: t["validation_minority_recall"])
-    return best["ratio"], dict(ratio=best["ratio"], candidates=tried)
+        counts, scored, selection = scored_row(argparse.Namespace(**{**vars(args), "synthetic_ratio": ratio}), data,
+                                               row, seed, split, pool, selector, key, top_k, scores_dir, True)
+        recall = minority_recall(dict(per_class_recall=scored["validation_per_class_recall"]), fit_counts)
+        tried.append((dict(ratio=ratio, validation_minority_recall=recall), counts, scored, selection))
+        print(f"[classify] seed {seed}, {row.name}: ratio {ratio_label(ratio)}, validation minority recall "
+              f"{recall:.3f}", file=sys.stderr, flush=True)
+    best = max(tried, key=lambda t: t[0]["validation_minority_recall"])
+    chosen = dict(ratio=best[0]["ratio"], candidates=[t[0] for t in tried])
+    print(f"[classify] seed {seed}, {row.name}: ratio {ratio_label(chosen['ratio'])} chosen", file=sys.stderr,
+          flush=True)
+    return best[1], dict(best[2], chosen=chosen), best[3]
 
 
 def run_protocol(args, data, rows, pool, key, top_k, scores_dir=None) -> dict:
@@ -671,44 +722,16 @@ def run_protocol(args, data, rows, pool, key, top_k, scores_dir=None) -> dict:
     seeds = list(range(args.seeds))
     if scores_dir is not None:
         Path(scores_dir).mkdir(parents=True, exist_ok=True)
-    selectors = {}
     for seed in seeds:
-        fit, val = split_validation(data.y_train, args.val_share, seed, c)
-        x_fit, y_fit = data.x_train[fit], data.y_train[fit]
+        split = split_validation(data.y_train, args.val_share, seed, c)
+        x_fit, y_fit = data.x_train[split[0]], data.y_train[split[0]]
+        selector = functools.cache(functools.partial(selection_classifier, x_fit, y_fit, c, seed))  # when first needed
         for row in rows:
-            inputs = score_inputs(args, key, top_k, row, seed)
-            saved = load_score(scores_dir, inputs)
-            if saved is not None:
-                row.counts, scored = saved["counts"], saved["scored"]
-                row.selection += [saved["selection"]] if saved.get("selection") else []
-                row.per_seed.append(dict(seed=seed, **scored))
-                print(f"[classify] seed {seed}, {row.name}: test accuracy {scored['accuracy']:.3f}, reused from "
-                      f"{score_path(scores_dir, inputs)}", file=sys.stderr, flush=True)
-                continue
-            if row.kind == "generator" and args.select and selectors.get(seed) is None:
-                selectors[seed] = selection_classifier(x_fit, y_fit, c, seed)
-            ratio, chosen = args.synthetic_ratio, None
-            if row.kind == "generator" and ratio == "auto":
-                ratio, chosen = choose_ratio(args, row, x_fit, y_fit, data.x_train[val], data.y_train[val], seed, c,
-                                             selectors.get(seed))
-            x_add, y_add = added_images(row, x_fit, y_fit, seed, c, pool, args.affine_flip, ratio,
-                                        selectors.get(seed), tuple(args.select or ()), args.select_threshold)
-            x = np.concatenate([x_fit, x_add])
-            y = np.concatenate([y_fit, y_add])
-            row.counts = np.bincount(y, minlength=c).tolist()
-            scored = train_and_score(x, y, data.x_train[val], data.y_train[val], data.x_test, data.y_test, c,
-                                     args.classifier, seed, args.epochs, args.patience, args.batch_size, top_k,
-                                     class_weights(y, c) if row.kind == "weights" else None, row.online,
-                                     args.affine_flip, f"classify seed {seed}, {row.name}")
-            if chosen:
-                scored["chosen"] = chosen
+            score = auto_ratio if row.kind == "generator" and args.synthetic_ratio == "auto" else scored_row
+            row.counts, scored, selection = score(args, data, row, seed, split, pool, selector, key, top_k,
+                                                  scores_dir)
             row.per_seed.append(dict(seed=seed, **scored))
-            if scores_dir is not None:
-                save_json(score_path(scores_dir, inputs), dict(inputs=inputs, counts=row.counts, scored=scored,
-                                                               selection=row.selection[-1] if row.selection else None))
-            print(f"[classify] seed {seed}, {row.name}: {len(y)} training images ({len(y_add)} added), "
-                  f"{scored['epochs']} epochs (best {scored['best_epoch']}), test accuracy "
-                  f"{scored['accuracy']:.3f}, {scored['seconds']} s", file=sys.stderr, flush=True)
+            row.selection += [selection] if selection else []
     val_counts = np.bincount(data.y_train[split_validation(data.y_train, args.val_share, 0, c)[1]],
                              minlength=c).tolist()
     result_rows = []

@@ -166,8 +166,8 @@ def classify_table(result) -> str:
         if chosen:
             lines += ["", f"--synthetic-ratio auto for {row['name']}, chosen on the validation split by its mean "
                           "minority recall:"]
-            lines += [f"  seed {seed}: {_ratio(pick['ratio'])} (" + ", ".join(
-                f"{_ratio(c['ratio'])} {c['validation_minority_recall']:.3f}" for c in pick["candidates"]) + ")"
+            lines += [f"  seed {seed}: {ratio_label(pick['ratio'])} (" + ", ".join(
+                f"{ratio_label(c['ratio'])} {c['validation_minority_recall']:.3f}" for c in pick["candidates"]) + ")"
                 for seed, pick in chosen]
         if row.get("selection"):
             rule = " and ".join(result.get("select") or [])
@@ -190,7 +190,8 @@ def classify_table(result) -> str:
     return "\n".join(lines)
 
 
-def _ratio(value):
+def ratio_label(value):
+    """A --synthetic-ratio value as the tables write it (None: fill)."""
     return "fill" if value is None else f"{value:g}"
 
 

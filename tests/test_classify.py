@@ -271,7 +271,8 @@ def test_each_remedy_row_has_its_training_set():
         assert len(classify.added_images(classify.Row(kind, kind), x, y, 0, 10, None, True)[1]) == 0
     assert classify.class_weights(y, 10) == {c: counts.max() / n for c, n in enumerate(counts)}
     for kind in ("oversample", "online"):
-        x_add, y_add = classify.added_images(classify.Row(kind, kind), x, y, 5, 10, None, True)
+        x_add, y_add, selection = classify.added_images(classify.Row(kind, kind), x, y, 5, 10, None, True)
+        assert selection is None
         assert np.bincount(y_add, minlength=10).tolist() == (counts.max() - counts).tolist()
         for c in (1, 5):
             originals = {image.tobytes(): 0 for image in x[y == c]}
@@ -279,8 +280,8 @@ def test_each_remedy_row_has_its_training_set():
                 originals[image.tobytes()] += 1  # a KeyError: not a duplicate of its own class
             uses = list(originals.values())
             assert max(uses) - min(uses) <= 1, uses
-        again, _ = classify.added_images(classify.Row(kind, kind), x, y, 5, 10, None, True)
-        other, _ = classify.added_images(classify.Row(kind, kind), x, y, 6, 10, None, True)
+        again = classify.added_images(classify.Row(kind, kind), x, y, 5, 10, None, True)[0]
+        other = classify.added_images(classify.Row(kind, kind), x, y, 6, 10, None, True)[0]
         assert np.array_equal(again, x_add) and not np.array_equal(other, x_add)
 
 
@@ -290,10 +291,10 @@ def test_the_synthetic_ratio_caps_the_generated_images_and_stacked_rows_fill_the
     x, y = data.x_train, data.y_train
     counts = np.bincount(y, minlength=10)
     row = classify.Row("run", "generator", generator=load_model(tiny_run / "generator.keras"))
-    _, y_add = classify.added_images(row, x, y, 0, 10, None, True, ratio=0.5)
+    _, y_add, _ = classify.added_images(row, x, y, 0, 10, None, True, ratio=0.5)
     assert np.bincount(y_add, minlength=10).tolist() == np.minimum(counts.max() - counts, counts // 2).tolist()
     row.fill = True
-    x_add, y_add = classify.added_images(row, x, y, 0, 10, None, True, ratio=0.5)
+    x_add, y_add, _ = classify.added_images(row, x, y, 0, 10, None, True, ratio=0.5)
     assert np.bincount(y_add, minlength=10).tolist() == (counts.max() - counts).tolist()
     generated = len(y_add) - int(np.sum(np.maximum(counts.max() - counts - counts // 2, 0)))
     assert generated == int(np.sum(np.minimum(counts.max() - counts, counts // 2)))
@@ -394,6 +395,17 @@ def test_the_ratio_auto_chooses_on_the_validation_split_and_says_so(tiny_run, tm
     expected = fit + classify.synthetic_counts(np.repeat(np.arange(10), fit), 10, chosen["ratio"])
     assert result["rows"][0]["train_counts"] == expected.tolist()
     assert "--synthetic-ratio auto for" in tables.classify_table(result)
+    # each candidate is trained once, kept as the score of --synthetic-ratio R, and the chosen one is the row's
+    assert len(list((tmp_path / classify.SCORES_DIR).glob("seed0-*.json"))) == len(classify.RATIO_CANDIDATES)
+    ratio = "fill" if chosen["ratio"] is None else str(chosen["ratio"])
+    argv = ["--dataset", "digits", "--imbalanced", "--no-reference", "--seeds", "1", "--epochs", "1", "--augment",
+            str(tiny_run), "--out", str(tmp_path), "--json"] + (["--synthetic-ratio", ratio] if ratio != "fill" else [])
+    assert classify.main(argv) == 0
+    captured = capsys.readouterr()
+    assert "reused from" in captured.err and "training images" not in captured.err
+    fixed = json.loads(captured.out)["rows"][0]["per_seed"][0]
+    auto = result["rows"][0]["per_seed"][0]
+    assert {k: v for k, v in auto.items() if k != "chosen"} == fixed
 
 
 @pytest.fixture(scope="module")
